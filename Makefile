@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:
+#   make run    set up .venv and train the default model (F-NSF on four circles)
+#   make test   set up .venv and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check --constraint constraints.txt
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install run test test-all check bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) --editable '.[test]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/funnelrun $(ARGS)
+
+check: install
+	$(VENV)/bin/funnelrun-check $(ARGS)
+
+test: install
+	$(PY) -m pytest -q $(ARGS)
+
+test-all: install
+	$(PY) -m pytest -q -m "" $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun build *.egg-info

@@ -1,0 +1,52 @@
+"""Console entry points: ``funnelrun`` (train and test) and ``funnelrun-check`` (exactness)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from funnelrun.config import register_configs
+from funnelrun.errors import FunnelrunError
+
+register_configs()
+
+
+def _fail(exc: BaseException) -> None:
+    message = str(exc)
+    if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        message = str(exc.__cause__)
+    print(f"funnelrun: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Train and test one model; returns the test NLL (Hydra sweepers minimise it)."""
+    from funnelrun.training.run import summary_lines, train
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        metrics = train(cfg, run_dir)
+    except (FunnelrunError, InstantiationException) as exc:
+        _fail(exc)
+    for line in summary_lines(metrics, run_dir):
+        print(line, flush=True)
+    return metrics["test/nll"]
+
+
+def check_main(argv: list[str] | None = None) -> None:
+    """``funnelrun-check [overrides] [ckpt_path=...]``: print the exactness certificate as JSON."""
+    from funnelrun.evaluation.certificate import run_check
+
+    try:
+        run_check(sys.argv[1:] if argv is None else argv)
+    except (FunnelrunError, InstantiationException) as exc:
+        _fail(exc)
+
+
+if __name__ == "__main__":
+    main()

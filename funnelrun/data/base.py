@@ -1,0 +1,65 @@
+"""What every funnelrun DataModule shares: data shape, bits, resumable training batches."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from funnelrun.data.sampler import StepBatchSampler
+
+
+class FunnelDataModule(pl.LightningDataModule):
+    """Base DataModule. Subclasses set ``data_shape``, ``bits`` (None for continuous data, where
+    BPD is undefined), and the ``train``/``val``/``test`` datasets.
+
+    The training order depends only on (``seed``, global step): the step is saved in checkpoints
+    through Lightning's datamodule ``state_dict`` hook, so resuming mid-epoch is exact.
+    """
+
+    data_shape: tuple[int, ...] = ()
+    bits: Optional[int] = None
+    #: ((xmin, ymin), (xmax, ymax)) for 2-D data (plots, density integral); None otherwise.
+    bounds: Optional[tuple[tuple[float, float], tuple[float, float]]] = None
+    #: exact log density of the generating process, when known (plane sets).
+    true_log_density: Optional[Callable[[Tensor], Tensor]] = None
+
+    def __init__(self, batch_size: int, eval_batch_size: int, seed: int, num_workers: int = 0):
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self._start_step = 0
+        self.train: Optional[Dataset] = None
+        self.val: Optional[Dataset] = None
+        self.test: Optional[Dataset] = None
+
+    @property
+    def data_dim(self) -> int:
+        return math.prod(self.data_shape)
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = StepBatchSampler(len(self.train), self.batch_size, self.seed, start_step=self._start_step)
+        # a private generator: creating loader iterators never draws from the global RNG
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train, batch_sampler=sampler, num_workers=self.num_workers, generator=generator)
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test)
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = getattr(self, "trainer", None)
+        return {"global_step": trainer.global_step if trainer is not None else 0}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._start_step = int(state_dict.get("global_step", 0))

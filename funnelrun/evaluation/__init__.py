@@ -1,0 +1,1 @@
+"""Evaluation: exactness certificates, importance sampling, result tables."""

@@ -1,0 +1,105 @@
+"""F-NSF for vectors: an NSF with one step replaced by a funnel layer (funnels paper §2, A.5, A.6).
+
+``funnel_level`` flow steps run at full width, then the funnel drops ``dim_reduction`` coordinates
+(equivalently ``latent_dim = D - dim_reduction``), then the remaining ``num_steps - 1 - funnel_level``
+steps run at the reduced width. Inside the funnel, F is one spline layer on the kept coordinates
+conditioned on the dropped ones, and p_phi(x_dropped | z) is a conditional flow ("flow": the same
+kind of flow with half the steps and a third of the hidden features, A.6) or a diagonal-Gaussian
+ansatz from an MLP ("gaussian": three ReLU layers of 128 units, A.6).
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Optional
+
+from funnelrun.distributions.conditional import ConditionalDiagonalGaussian, ConditionalFlow
+from funnelrun.models.flow import Flow
+from funnelrun.models.nsf import LinearKind, SplineKind, flow_steps, spline_layer
+from funnelrun.surjections.funnel import Funnel
+from funnelrun.transforms.base import CompositeTransform
+from funnelrun.transforms.linear import LULinear
+
+
+class ConditionalKind(str, Enum):
+    flow = "flow"
+    gaussian = "gaussian"
+
+
+def resolve_dim_reduction(features: int, latent_dim: Optional[int], dim_reduction: Optional[int]) -> int:
+    """How many coordinates the funnel drops, from either ``latent_dim`` or ``dim_reduction``."""
+    if latent_dim is not None and dim_reduction is not None and features - latent_dim != dim_reduction:
+        raise ValueError(
+            f"latent_dim={latent_dim} and dim_reduction={dim_reduction} disagree for {features}-D data; "
+            "set only one of them (the other to null)"
+        )
+    dropped = features - latent_dim if latent_dim is not None else dim_reduction
+    if dropped is None:
+        raise ValueError("model=f_nsf needs model.latent_dim or model.dim_reduction")
+    if not 0 < dropped < features:
+        raise ValueError(
+            f"a funnel on {features}-D data must drop between 1 and {features - 1} dimensions "
+            f"(latent_dim between 1 and {features - 1}); got a reduction of {dropped}"
+        )
+    return dropped
+
+
+def build_f_nsf(
+    data_shape: tuple[int, ...],
+    *,
+    num_steps: int = 10,
+    transform: SplineKind | str = SplineKind.coupling,
+    hidden_features: int = 256,
+    num_blocks: int = 2,
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    linear: LinearKind | str = LinearKind.lu,
+    latent_dim: Optional[int] = None,
+    dim_reduction: Optional[int] = None,
+    funnel_level: int = 0,
+    conditional: ConditionalKind | str = ConditionalKind.flow,
+    conditional_steps: Optional[int] = None,
+    conditional_hidden_features: Optional[int] = None,
+    conditional_bins: Optional[int] = None,
+) -> Flow:
+    (features,) = data_shape
+    dropped = resolve_dim_reduction(features, latent_dim, dim_reduction)
+    kept = features - dropped
+    if not 0 <= funnel_level < num_steps:
+        raise ValueError(
+            f"funnel_level={funnel_level} must be between 0 and num_steps - 1 = {num_steps - 1}: "
+            "it counts the flow steps before the funnel, which replaces one of the num_steps steps"
+        )
+    spline = dict(
+        kind=transform,
+        hidden_features=hidden_features,
+        num_blocks=num_blocks,
+        num_bins=num_bins,
+        tail_bound=tail_bound,
+        dropout=dropout,
+        batch_norm=batch_norm,
+    )
+    layers = flow_steps(funnel_level, features, linear=linear, seed=0, **spline)
+
+    kept_map = spline_layer(features=kept, context_features=dropped, **spline)
+    if ConditionalKind(conditional) is ConditionalKind.gaussian:
+        p_dropped = ConditionalDiagonalGaussian(dropped, context_features=kept)
+    else:
+        cond_spline = dict(
+            spline,
+            hidden_features=conditional_hidden_features or max(hidden_features // 3, 8),
+            num_bins=conditional_bins or num_bins,
+            dropout=0.0,
+        )
+        steps = conditional_steps or max(num_steps // 2, 1)
+        p_dropped = ConditionalFlow(
+            dropped,
+            CompositeTransform(flow_steps(steps, dropped, linear=linear, context_features=kept, **cond_spline)),
+        )
+    layers.append(Funnel(features, dropped, p_dropped, kept_map))
+
+    layers += flow_steps(num_steps - 1 - funnel_level, kept, linear=linear, seed=1000, **spline)
+    if LinearKind(linear) is LinearKind.lu:
+        layers.append(LULinear(kept))
+    return Flow(layers, data_shape)

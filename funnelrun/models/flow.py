@@ -1,0 +1,46 @@
+"""A model = layers + base distribution: log p(x) = log p_base(z) + sum of layer contributions."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from funnelrun.distributions.base import StandardNormal
+from funnelrun.transforms.base import CompositeTransform, Transform
+
+
+class Flow(nn.Module):
+    """A (possibly dimension-reducing) flow from data of shape ``data_shape`` to a standard normal latent.
+
+    ``exact`` is True only when every layer's contribution is exact (no bound).
+    """
+
+    def __init__(self, layers: list[Transform], data_shape: tuple[int, ...]):
+        super().__init__()
+        self.transform = CompositeTransform(layers)
+        self.data_shape = tuple(data_shape)
+        self.latent_dim = self.transform.out_features(self.data_dim)
+        self.base = StandardNormal((self.latent_dim,))
+
+    @property
+    def data_dim(self) -> int:
+        return math.prod(self.data_shape)
+
+    @property
+    def exact(self) -> bool:
+        return self.transform.exact
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) per example, in nats."""
+        z, contribution = self.transform(x)
+        return self.base.log_prob(z) + contribution
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.log_prob(x)
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        """Draw ``n`` samples; ``temperature`` scales the std of every Gaussian that is sampled."""
+        z = self.base.sample(n, temperature)
+        return self.transform.inverse(z, temperature=temperature)

@@ -1,0 +1,111 @@
+"""Neural spline flows for vectors (Durkan et al. 2019), configured as in the funnels paper's Table 5.
+
+One flow step = fixed random permutation -> LU-linear (optional) -> rational-quadratic spline layer,
+the spline being a coupling layer or a masked-autoregressive (MADE) layer with residual conditioner
+nets. A final LU-linear closes the flow, as in the NSF paper's UCI models.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Optional
+
+from funnelrun.models.flow import Flow
+from funnelrun.transforms.autoregressive import RQSplineAutoregressive
+from funnelrun.transforms.base import Transform
+from funnelrun.transforms.coupling import RQSplineCoupling, alternating_mask
+from funnelrun.transforms.linear import LULinear, RandomPermutation
+
+
+class SplineKind(str, Enum):
+    coupling = "coupling"
+    autoregressive = "autoregressive"
+
+
+class LinearKind(str, Enum):
+    lu = "lu"
+    permutation = "permutation"
+
+
+def spline_layer(
+    kind: SplineKind | str,
+    features: int,
+    *,
+    context_features: Optional[int] = None,
+    hidden_features: int,
+    num_blocks: int,
+    num_bins: int,
+    tail_bound: float,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    parity: bool = True,
+) -> Transform:
+    """One rational-quadratic spline layer: coupling (alternating masks by ``parity``) or autoregressive."""
+    common = dict(
+        context_features=context_features,
+        hidden_features=hidden_features,
+        num_blocks=num_blocks,
+        dropout=dropout,
+        num_bins=num_bins,
+        tail_bound=tail_bound,
+        use_batch_norm=batch_norm,
+    )
+    if SplineKind(kind) is SplineKind.autoregressive:
+        return RQSplineAutoregressive(features, **common)
+    mask = [1] if features == 1 else alternating_mask(features, even=parity)
+    return RQSplineCoupling(features, mask, **common)
+
+
+def flow_steps(
+    num_steps: int,
+    features: int,
+    *,
+    linear: LinearKind | str = LinearKind.lu,
+    seed: int = 0,
+    **spline_kwargs,
+) -> list[Transform]:
+    """``num_steps`` NSF steps of width ``features`` (permutation seeds ``seed``, ``seed + 1``, ...)."""
+    layers: list[Transform] = []
+    for i in range(num_steps):
+        layers.append(RandomPermutation(features, seed=seed + i))
+        if LinearKind(linear) is LinearKind.lu:
+            layers.append(LULinear(features))
+        layers.append(spline_layer(features=features, parity=i % 2 == 0, **spline_kwargs))
+    return layers
+
+
+def build_nsf(
+    data_shape: tuple[int, ...],
+    *,
+    num_steps: int = 10,
+    transform: SplineKind | str = SplineKind.coupling,
+    hidden_features: int = 256,
+    num_blocks: int = 2,
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    linear: LinearKind | str = LinearKind.lu,
+    latent_dim: Optional[int] = None,
+) -> Flow:
+    """A dimension-preserving NSF on vectors of ``data_shape == (D,)``."""
+    (features,) = data_shape
+    if latent_dim is not None and latent_dim != features:
+        raise ValueError(
+            f"model=nsf preserves dimension: latent_dim must be null or {features}, got {latent_dim}; "
+            "use model=f_nsf to reduce dimension"
+        )
+    layers = flow_steps(
+        num_steps,
+        features,
+        linear=linear,
+        kind=transform,
+        hidden_features=hidden_features,
+        num_blocks=num_blocks,
+        num_bins=num_bins,
+        tail_bound=tail_bound,
+        dropout=dropout,
+        batch_norm=batch_norm,
+    )
+    if LinearKind(linear) is LinearKind.lu:
+        layers.append(LULinear(features))
+    return Flow(layers, data_shape)

@@ -1,0 +1,1 @@
+"""Training: Lightning module, plots, W&B setup."""

@@ -1,0 +1,53 @@
+"""Checkpoint look-up and compatibility: a checkpoint from another model fails with a clear message."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from funnelrun.errors import FunnelrunError
+from funnelrun.training.run_dir import CHECKPOINT_DIR
+
+FINGERPRINT_KEY = "funnelrun"
+
+
+def resolve_ckpt_path(ckpt_path: Optional[str], run_dir: Path) -> Optional[Path]:
+    """``None`` -> None; ``"last"`` -> ``<run_dir>/checkpoints/last.ckpt``; else the given file."""
+    if ckpt_path is None:
+        return None
+    path = run_dir / CHECKPOINT_DIR / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path).expanduser()
+    if not path.is_file():
+        hint = (
+            "ckpt_path=last resumes the run given by hydra.run.dir=<its directory>"
+            if ckpt_path == "last"
+            else "pass the path of a .ckpt file, e.g. <run dir>/checkpoints/last.ckpt"
+        )
+        raise FunnelrunError(f"no checkpoint at {path}; {hint}")
+    return path
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated/corrupt file surfaces as many different exception types
+        raise FunnelrunError(
+            f"could not read checkpoint {path}: {type(exc).__name__}: {exc}. The file is truncated or "
+            "not a funnelrun checkpoint; use another (e.g. the best-*.ckpt beside it)"
+        ) from exc
+
+
+def check_compatible(path: Path, checkpoint: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+    """The checkpoint must come from the same model config and data shape as this run."""
+    saved = checkpoint.get(FINGERPRINT_KEY)
+    if saved is None:
+        raise FunnelrunError(f"{path} is not a funnelrun checkpoint (no '{FINGERPRINT_KEY}' entry)")
+    diffs = []
+    for key in sorted(set(saved) | set(fingerprint)):
+        if saved.get(key) != fingerprint.get(key):
+            diffs.append(f"{key}: checkpoint has {saved.get(key)!r}, this run has {fingerprint.get(key)!r}")
+    if diffs:
+        raise FunnelrunError(
+            f"checkpoint {path} was written by another model or data set:\n  " + "\n  ".join(diffs)
+            + "\nUse the same model=/data= options (and model.* overrides) as the run that wrote it"
+        )

@@ -1,0 +1,160 @@
+"""``funnelrun``'s job: build data and model from the config, train, test, write the outputs."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from funnelrun.data.base import FunnelDataModule
+from funnelrun.models.flow import Flow
+from funnelrun.training.checkpoint import FINGERPRINT_KEY, check_compatible, read_checkpoint, resolve_ckpt_path
+from funnelrun.training.module import DensityEstimator
+from funnelrun.training.run_dir import CHECKPOINT_DIR, METRICS_FILE, prepare_run_dir, write_json_atomic
+
+
+def build_data(cfg: DictConfig) -> FunnelDataModule:
+    return instantiate(cfg.data)
+
+
+def build_model(cfg: DictConfig, datamodule: FunnelDataModule) -> Flow:
+    return instantiate(cfg.model, data_shape=datamodule.data_shape)
+
+
+def fingerprint(cfg: DictConfig, datamodule: FunnelDataModule) -> dict[str, Any]:
+    """What a checkpoint must match to be loaded into this run."""
+    return {
+        "model": OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True),
+        "data_shape": list(datamodule.data_shape),
+    }
+
+
+class _FingerprintedModule(DensityEstimator):
+    """DensityEstimator that stamps its checkpoints with the model config and data shape."""
+
+    def __init__(self, model: Flow, stamp: dict[str, Any], **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.stamp = stamp
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[FINGERPRINT_KEY] = self.stamp
+
+
+def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if kwargs["enable_progress_bar"] is None:
+        kwargs["enable_progress_bar"] = sys.stderr.isatty()
+    for key in ("limit_val_batches", "limit_test_batches"):
+        if kwargs[key] is None:
+            del kwargs[key]
+    return kwargs
+
+
+# Our DataModule resumes mid-epoch exactly (its state_dict carries the global step, and the
+# batch of each step is a function of (seed, step)), which Lightning cannot see from the loader.
+warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train, test on the whole test split with the best-by-validation weights, write outputs."""
+    resume_here = cfg.ckpt_path == "last"
+    ckpt = resolve_ckpt_path(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_data(cfg)
+    model = build_model(cfg, datamodule)
+    stamp = fingerprint(cfg, datamodule)
+    if ckpt is not None:
+        check_compatible(ckpt, read_checkpoint(ckpt), stamp)
+    prepare_run_dir(run_dir, cfg, resume_here=resume_here)
+
+    module = _FingerprintedModule(
+        model, stamp, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, bits=datamodule.bits
+    )
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    # a partial, so Hydra does not try to instantiate the ``_target_`` entries inside run_config
+    logger = instantiate(cfg.logger, _partial_=True)(save_dir=run_dir, name=cfg.name, run_config=config)
+    checkpointing = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename="best-step{step}",
+        auto_insert_metric_name=False,
+        monitor="val/nll",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+    )
+    trainer = pl.Trainer(
+        **_trainer_kwargs(cfg), callbacks=[checkpointing], logger=logger, default_root_dir=str(run_dir)
+    )
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    train_seconds = time.perf_counter() - start
+
+    best = checkpointing.best_model_path or None
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+
+    metrics = {
+        "test/nll": module.results["test/nll"],
+        "test/bpd": module.results["test/bpd"],
+        "latent_dim": model.latent_dim,
+        "data_dim": model.data_dim,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "exact": model.exact,
+        "steps": trainer.global_step,
+        "train_seconds": train_seconds,
+        "best_checkpoint": best,
+        "seed": cfg.seed,
+    }
+    if datamodule.data_dim == 2 and cfg.eval.plot:
+        metrics["density_plot"] = str(_plot_2d(cfg, model, datamodule, run_dir, logger))
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            print(f"warning: {key} is {value}", file=sys.stderr)
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    if isinstance(logger, WandbLogger):
+        logger.experiment.summary.update({k: v for k, v in metrics.items() if v is not None})
+    return metrics
+
+
+def _plot_2d(cfg: DictConfig, model: Flow, datamodule: FunnelDataModule, run_dir: Path, logger: Any) -> Path:
+    from funnelrun.training.plots import plot_density_2d
+
+    model.eval()
+    with torch.no_grad():
+        samples = model.sample(cfg.eval.num_samples)
+    data = datamodule.test_data[: cfg.eval.num_samples]
+    path = plot_density_2d(
+        data, model.log_prob, samples, datamodule.bounds, run_dir / "density.png",
+        points_per_axis=cfg.eval.grid_points, title=f"{cfg.name} (latent dim {model.latent_dim})",
+    )
+    if isinstance(logger, WandbLogger):
+        logger.log_image(key="density", images=[str(path)])
+    return path
+
+
+def summary_lines(metrics: dict[str, Any], run_dir: Path) -> list[str]:
+    kind = "exact" if metrics["exact"] else "bound"
+    lines = [
+        f"test log-likelihood: {-metrics['test/nll']:.4f} nats per example ({kind}; "
+        f"test/nll = {metrics['test/nll']:.4f})",
+    ]
+    if metrics["test/bpd"] is not None:
+        lines.append(f"test BPD: {metrics['test/bpd']:.4f}")
+    lines.append(
+        f"latent dim {metrics['latent_dim']} of {metrics['data_dim']}, {metrics['num_params']:,} parameters, "
+        f"{metrics['steps']} steps in {metrics['train_seconds']:.1f} s"
+    )
+    lines.append(f"outputs: {run_dir} (metrics.json, config.yaml, checkpoints/)")
+    return lines
+
+

@@ -1,0 +1,59 @@
+"""Run directories: one per run, never reused except to resume that run; atomic writes."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from funnelrun.errors import FunnelrunError
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def holds_run(run_dir: Path) -> bool:
+    return (run_dir / CONFIG_FILE).exists() or (run_dir / CHECKPOINT_DIR).exists() or (run_dir / METRICS_FILE).exists()
+
+
+def prepare_run_dir(run_dir: Path, cfg: DictConfig, resume_here: bool) -> None:
+    """Refuse to write into an earlier run's directory unless resuming it; save the resolved config."""
+    if not os.access(run_dir, os.W_OK):
+        raise FunnelrunError(f"cannot write to the run directory {run_dir}; choose another with hydra.run.dir=<dir>")
+    if resume_here:
+        if not (run_dir / CONFIG_FILE).exists():
+            raise FunnelrunError(
+                f"ckpt_path=last resumes the run in hydra.run.dir, but {run_dir} holds no funnelrun run "
+                f"({CONFIG_FILE} missing); pass hydra.run.dir=<the run's directory>"
+            )
+        return
+    if holds_run(run_dir):
+        raise FunnelrunError(
+            f"{run_dir} already holds a run; funnelrun never writes into an earlier run's directory. "
+            "Leave hydra.run.dir unset for a fresh directory, or resume that run with ckpt_path=last"
+        )
+    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))

@@ -1,0 +1,176 @@
+"""Conditioner networks: a residual MLP and MADE (Germain et al. 2015), as in nflows.
+
+Both take an optional ``context`` (batch, context_features); a network built without
+``context_features`` ignores it, one built with them requires it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _require_context(context: Optional[Tensor]) -> Tensor:
+    if context is None:
+        raise ValueError("this network was built with context_features and needs a context")
+    return context
+
+
+def _near_zero_(layer: nn.Linear) -> None:
+    """Initialise a block's last layer near zero so the block starts close to the identity."""
+    nn.init.uniform_(layer.weight, -1e-3, 1e-3)
+    nn.init.uniform_(layer.bias, -1e-3, 1e-3)
+
+
+def _norm(features: int, use_batch_norm: bool) -> nn.Module:
+    return nn.BatchNorm1d(features, eps=1e-3) if use_batch_norm else nn.Identity()
+
+
+class ResidualBlock(nn.Module):
+    """x + Linear(Dropout(ReLU(BN(Linear(ReLU(BN(x))))))), gated by the context through a GLU."""
+
+    def __init__(
+        self,
+        features: int,
+        context_features: Optional[int] = None,
+        dropout: float = 0.0,
+        use_batch_norm: bool = False,
+    ):
+        super().__init__()
+        self.norm_0 = _norm(features, use_batch_norm)
+        self.linear_0 = nn.Linear(features, features)
+        self.norm_1 = _norm(features, use_batch_norm)
+        self.dropout = nn.Dropout(dropout)
+        self.linear_1 = nn.Linear(features, features)
+        _near_zero_(self.linear_1)
+        self.context_layer = None if context_features is None else nn.Linear(context_features, features)
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+        h = self.linear_0(F.relu(self.norm_0(x)))
+        h = self.linear_1(self.dropout(F.relu(self.norm_1(h))))
+        if self.context_layer is not None:
+            h = F.glu(torch.cat([h, self.context_layer(_require_context(context))], dim=1), dim=1)
+        return x + h
+
+
+class ResidualNet(nn.Module):
+    """Residual MLP: Linear([x, context]) -> residual blocks -> Linear (nflows ``ResidualNet``)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_features: int,
+        context_features: Optional[int] = None,
+        num_blocks: int = 2,
+        dropout: float = 0.0,
+        use_batch_norm: bool = False,
+    ):
+        super().__init__()
+        self.context_features = context_features
+        self.initial_layer = nn.Linear(in_features + (context_features or 0), hidden_features)
+        self.blocks = nn.ModuleList(
+            ResidualBlock(hidden_features, context_features, dropout, use_batch_norm)
+            for _ in range(num_blocks)
+        )
+        self.final_layer = nn.Linear(hidden_features, out_features)
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+        if self.context_features is None:
+            context = None
+        else:
+            x = torch.cat([x, _require_context(context)], dim=1)
+        h = self.initial_layer(x)
+        for block in self.blocks:
+            h = block(h, context)
+        return self.final_layer(h)
+
+
+class MaskedLinear(nn.Linear):
+    """Linear layer whose unit of degree d_out sees inputs of degree d_in <= d_out (< if strict)."""
+
+    def __init__(self, in_degrees: Tensor, out_degrees: Tensor, strict: bool):
+        super().__init__(len(in_degrees), len(out_degrees))
+        connected = out_degrees[:, None] > in_degrees if strict else out_degrees[:, None] >= in_degrees
+        self.register_buffer("mask", connected.to(self.weight.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MaskedResidualBlock(nn.Module):
+    """Residual block of two masked layers over hidden units of fixed degrees; context is added."""
+
+    def __init__(
+        self,
+        degrees: Tensor,
+        context_features: Optional[int] = None,
+        dropout: float = 0.0,
+        use_batch_norm: bool = False,
+    ):
+        super().__init__()
+        features = len(degrees)
+        self.norm_0 = _norm(features, use_batch_norm)
+        self.linear_0 = MaskedLinear(degrees, degrees, strict=False)
+        self.norm_1 = _norm(features, use_batch_norm)
+        self.dropout = nn.Dropout(dropout)
+        self.linear_1 = MaskedLinear(degrees, degrees, strict=False)
+        _near_zero_(self.linear_1)
+        self.context_layer = None if context_features is None else nn.Linear(context_features, features)
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+        h = self.linear_0(F.relu(self.norm_0(x)))
+        if self.context_layer is not None:
+            h = h + self.context_layer(_require_context(context))
+        h = self.linear_1(self.dropout(F.relu(self.norm_1(h))))
+        return x + h
+
+
+class MADE(nn.Module):
+    """Masked autoencoder for distribution estimation (Germain et al. 2015) with residual blocks.
+
+    Inputs have degrees 1..D, hidden units degrees cycling over 1..D-1 (0..D-1 with a context),
+    and output i (degree i) depends only on inputs j < i and on the context. The output
+    (batch, D * output_multiplier) viewed as (batch, D, output_multiplier) holds the parameters
+    of feature i in row i.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        hidden_features: int,
+        context_features: Optional[int] = None,
+        num_blocks: int = 2,
+        output_multiplier: int = 1,
+        dropout: float = 0.0,
+        use_batch_norm: bool = False,
+    ):
+        super().__init__()
+        self.context_features = context_features
+        input_degrees = torch.arange(1, features + 1)
+        # Hidden degrees cycle over low..D-1 (nflows: low = 1). With a context, degree-0 units
+        # (context only) exist too, so that feature 1 is conditioned on the context as well.
+        low = 0 if context_features is not None else min(1, features - 1)
+        hidden_degrees = torch.arange(hidden_features) % max(1, features - low) + low
+        self.initial_layer = MaskedLinear(input_degrees, hidden_degrees, strict=False)
+        self.context_layer = (
+            None if context_features is None else nn.Linear(context_features, hidden_features)
+        )
+        self.blocks = nn.ModuleList(
+            MaskedResidualBlock(hidden_degrees, context_features, dropout, use_batch_norm)
+            for _ in range(num_blocks)
+        )
+        output_degrees = input_degrees.repeat_interleave(output_multiplier)
+        self.final_layer = MaskedLinear(hidden_degrees, output_degrees, strict=True)
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+        h = self.initial_layer(x)
+        if self.context_layer is None:
+            context = None
+        else:
+            h = h + self.context_layer(_require_context(context))
+        for block in self.blocks:
+            h = block(h, context)
+        return self.final_layer(h)

@@ -1,0 +1,110 @@
+import pytest
+import torch
+from torch import nn
+
+from funnelrun.evaluation.exactness import logdet_max_abs_err, roundtrip_max_abs_err
+from funnelrun.transforms.coupling import AffineCoupling, RQSplineCoupling, alternating_mask
+
+SMALL = dict(hidden_features=8, num_blocks=1)
+LAYERS = {
+    "spline": lambda features, mask, ctx: RQSplineCoupling(features, mask, ctx, num_bins=4, **SMALL),
+    "affine": lambda features, mask, ctx: AffineCoupling(features, mask, ctx, **SMALL),
+}
+
+
+def randomize_(module: nn.Module, std: float) -> None:
+    with torch.no_grad():
+        for p in module.parameters():
+            nn.init.normal_(p, std=std)
+
+
+def make(kind, features, mask, context_features, seed=0):
+    torch.manual_seed(seed)
+    layer = LAYERS[kind](features, mask, context_features).double()
+    randomize_(layer, std=0.5)
+    x = torch.randn(6, features, dtype=torch.float64) * 2
+    context = (
+        None if context_features is None else torch.randn(6, context_features, dtype=torch.float64)
+    )
+    return layer, x, context
+
+
+def test_alternating_mask():
+    assert alternating_mask(5, even=True).tolist() == [1, 0, 1, 0, 1]
+    assert alternating_mask(5, even=False).tolist() == [0, 1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+@pytest.mark.parametrize("context_features", [None, 3])
+@pytest.mark.parametrize("mask", [[1, 0, 1, 0, 1], [0, 1, 1], [1, 1, 0, 0]])
+def test_roundtrip_and_logdet(kind, context_features, mask):
+    layer, x, context = make(kind, len(mask), mask, context_features)
+    z, _ = layer(x, context)
+    fixed = torch.tensor(mask) == 0
+    assert torch.equal(z[:, fixed], x[:, fixed])
+    assert (z[:, ~fixed] - x[:, ~fixed]).abs().max() > 1e-2  # random parameters, not the identity
+    assert roundtrip_max_abs_err(layer, x, context) < 1e-10
+    assert logdet_max_abs_err(layer, x, context) < 1e-8
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_float32_roundtrip(kind):
+    torch.manual_seed(0)
+    layer = LAYERS[kind](4, alternating_mask(4, even=False), 2)
+    # Moderate parameters: with slopes near 1e-6 no float32 inverse can be accurate.
+    randomize_(layer, std=0.25)
+    x, context = torch.randn(32, 4) * 2, torch.randn(32, 2)
+    assert roundtrip_max_abs_err(layer, x, context) < 1e-4
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+@pytest.mark.parametrize("context_features", [None, 2])
+def test_single_feature_conditioned_on_context_only(kind, context_features):
+    layer, x, context = make(kind, 1, [1], context_features, seed=1)
+    assert roundtrip_max_abs_err(layer, x, context) < 1e-10
+    assert logdet_max_abs_err(layer, x, context) < 1e-8
+    z, _ = layer(x, context)
+    if context_features is None:
+        # A learned constant: the same map for every example.
+        z_again, _ = layer(x.flip(0))
+        assert torch.allclose(z_again, z.flip(0))
+    else:
+        z_other, _ = layer(x, context + 1)
+        assert (z_other - z).abs().max() > 1e-3
+
+
+def test_spline_coupling_starts_as_identity():
+    layer = RQSplineCoupling(3, [1, 0, 1], context_features=2, hidden_features=8)
+    x = torch.randn(10, 3) * 2
+    z, logdet = layer(x, torch.randn(10, 2))
+    assert (z - x).abs().max() < 1e-5
+    assert logdet.abs().max() < 1e-5
+
+
+def test_affine_coupling_starts_with_glow_scale():
+    layer = AffineCoupling(2, [0, 1], hidden_features=8)
+    x = torch.randn(10, 2)
+    z, logdet = layer(x)
+    scale = torch.sigmoid(torch.tensor(2.0)) + 1e-3
+    assert torch.allclose(z[:, 1], x[:, 1] * scale)
+    assert torch.allclose(logdet, scale.log().expand(10))
+
+
+def test_spline_coupling_with_batch_norm_in_eval_mode():
+    torch.manual_seed(0)
+    layer = RQSplineCoupling(
+        3, [1, 0, 1], hidden_features=8, num_blocks=1, num_bins=4, use_batch_norm=True
+    ).double()
+    randomize_(layer, std=0.5)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    layer(x)  # update the running statistics
+    layer.eval()
+    assert (layer(x)[0] - x).abs().max() > 1e-2
+    assert roundtrip_max_abs_err(layer, x) < 1e-10
+    assert logdet_max_abs_err(layer, x) < 1e-8
+
+
+@pytest.mark.parametrize("mask", [[0, 0, 0], [1, 2, 0], [1, 0]])
+def test_rejects_bad_masks(mask):
+    with pytest.raises(ValueError):
+        RQSplineCoupling(3, mask)
