@@ -66,7 +66,7 @@ class TrainerConfig:
     devices: Any = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    max_steps: int = 5000
+    max_steps: int = 3000
     val_check_interval: int = 500
     check_val_every_n_epoch: Optional[int] = None
     gradient_clip_val: float = 5.0
@@ -98,7 +98,7 @@ class WandbLoggerConfig(LoggerConfig):
 
 @dataclass
 class OptimConfig:
-    lr: float = 5e-4
+    lr: float = 1e-3
     weight_decay: float = 0.0
 
 

@@ -96,6 +96,26 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **_trainer_kwargs(cfg), callbacks=[checkpointing], logger=logger, default_root_dir=str(run_dir)
     )
 
+    try:
+        return _fit_and_test(cfg, run_dir, trainer, module, datamodule, checkpointing, ckpt)
+    finally:
+        if isinstance(logger, WandbLogger):
+            # one W&B run per funnelrun run, also when Hydra runs several jobs in one process
+            import wandb
+
+            wandb.finish()
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    run_dir: Path,
+    trainer: pl.Trainer,
+    module: DensityEstimator,
+    datamodule: FunnelDataModule,
+    checkpointing: ModelCheckpoint,
+    ckpt: Optional[Path],
+) -> dict[str, Any]:
+    model, logger = module.model, trainer.logger
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
     train_seconds = time.perf_counter() - start

@@ -98,3 +98,15 @@ def test_resume_without_a_checkpoint_says_how(run_cli, tmp_path):
     result = run_cli(tmp_path / "fresh", *TINY, "ckpt_path=last")
     assert result.code != 0
     assert "no checkpoint" in result.err and "hydra.run.dir" in result.err
+
+
+def test_wandb_logger_runs_offline_and_keeps_the_run_for_sync(run_cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    result = run_cli(tmp_path / "run", *TINY, "logger=wandb")
+    assert result.code == 0, result.err
+    assert "W&B: offline" in result.out and "wandb sync" in result.out
+    offline_runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    assert any(offline_runs[0].glob("*.wandb"))

@@ -1,0 +1,48 @@
+"""``funnelrun-check``: the exactness certificate, printed as one JSON object on the last line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import TINY, TINY_NSF
+from funnelrun.cli import check_main
+
+
+def _last_json(capsys) -> dict:
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+@pytest.mark.parametrize("overrides", [TINY, ["model=nsf", *TINY_NSF]], ids=["f_nsf", "nsf"])
+def test_check_on_an_untrained_model(capsys, overrides):
+    check_main(list(overrides))
+    result = _last_json(capsys)
+    assert set(result) == {"roundtrip_max_abs_err", "logdet_max_abs_err", "density_integral"}
+    assert result["roundtrip_max_abs_err"] < 1e-4
+    assert result["logdet_max_abs_err"] < 1e-3
+    assert result["density_integral"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_check_on_a_trained_checkpoint(run_cli, capsys, tmp_path):
+    run = run_cli(tmp_path / "run", *TINY)
+    assert run.code == 0, run.err
+    check_main([*TINY, f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}"])
+    result = _last_json(capsys)
+    assert result["roundtrip_max_abs_err"] < 1e-4
+    assert result["density_integral"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_check_with_another_models_checkpoint_fails_clearly(run_cli, capsys, tmp_path):
+    assert run_cli(tmp_path / "run", *TINY).code == 0
+    with pytest.raises(SystemExit) as exit_info:
+        check_main(["model=nsf", *TINY_NSF, f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}"])
+    assert exit_info.value.code != 0
+    assert "another model" in capsys.readouterr().err
+
+
+def test_check_with_a_misspelt_key_fails_clearly(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        check_main(["model.bnis=3"])
+    assert exit_info.value.code != 0
+    assert "bnis" in capsys.readouterr().err
