@@ -2,7 +2,8 @@
 
 One flow step = fixed random permutation -> LU-linear (optional) -> rational-quadratic spline layer,
 the spline being a coupling layer or a masked-autoregressive (MADE) layer with residual conditioner
-nets. A final LU-linear closes the flow, as in the NSF paper's UCI models.
+nets. A final LU-linear closes the flow, as in the NSF paper's UCI models. ``flow_steps`` also
+builds Glow-style steps (``kind="affine"``, ``actnorm=True``) for the other vector families.
 """
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ from typing import Optional
 from funnelrun.models.flow import Flow
 from funnelrun.transforms.autoregressive import RQSplineAutoregressive
 from funnelrun.transforms.base import Transform
-from funnelrun.transforms.coupling import RQSplineCoupling, alternating_mask
+from funnelrun.transforms.actnorm import ActNorm
+from funnelrun.transforms.coupling import AffineCoupling, RQSplineCoupling, alternating_mask
 from funnelrun.transforms.linear import LULinear, RandomPermutation
 
 
 class SplineKind(str, Enum):
+    """The invertible layer of a step: RQ-spline coupling, RQ-spline autoregressive, or affine coupling."""
+
     coupling = "coupling"
     autoregressive = "autoregressive"
+    affine = "affine"
 
 
 class LinearKind(str, Enum):
@@ -39,7 +44,14 @@ def spline_layer(
     batch_norm: bool = False,
     parity: bool = True,
 ) -> Transform:
-    """One rational-quadratic spline layer: coupling (alternating masks by ``parity``) or autoregressive."""
+    """One coupling (alternating masks by ``parity``) or autoregressive layer; ``affine`` ignores the
+    spline arguments (bins, tail bound, batch norm)."""
+    mask = [1] if features == 1 else alternating_mask(features, even=parity)
+    if SplineKind(kind) is SplineKind.affine:
+        return AffineCoupling(
+            features, mask, context_features=context_features, hidden_features=hidden_features,
+            num_blocks=num_blocks, dropout=dropout,
+        )
     common = dict(
         context_features=context_features,
         hidden_features=hidden_features,
@@ -51,7 +63,6 @@ def spline_layer(
     )
     if SplineKind(kind) is SplineKind.autoregressive:
         return RQSplineAutoregressive(features, **common)
-    mask = [1] if features == 1 else alternating_mask(features, even=parity)
     return RQSplineCoupling(features, mask, **common)
 
 
@@ -61,11 +72,15 @@ def flow_steps(
     *,
     linear: LinearKind | str = LinearKind.lu,
     seed: int = 0,
+    actnorm: bool = False,
     **spline_kwargs,
 ) -> list[Transform]:
-    """``num_steps`` NSF steps of width ``features`` (permutation seeds ``seed``, ``seed + 1``, ...)."""
+    """``num_steps`` steps of width ``features``: [ActNorm] -> permutation (seeds ``seed``,
+    ``seed + 1``, ...) -> [LU-linear] -> ``spline_layer(**spline_kwargs)``."""
     layers: list[Transform] = []
     for i in range(num_steps):
+        if actnorm:
+            layers.append(ActNorm(features))
         layers.append(RandomPermutation(features, seed=seed + i))
         if LinearKind(linear) is LinearKind.lu:
             layers.append(LULinear(features))
