@@ -1,6 +1,7 @@
 """Console entry points: ``funnelrun`` (train and test) and ``funnelrun-check`` (exactness)."""
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -14,13 +15,16 @@ from funnelrun.errors import FunnelrunError
 
 register_configs()
 
+#: disk full, quota exceeded, read-only file system, permission denied
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
 
 def _fail(exc: BaseException) -> None:
     message = str(exc)
     if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
         message = str(exc.__cause__)
     print(f"funnelrun: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    sys.exit(getattr(exc, "exit_code", 2))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -33,6 +37,13 @@ def main(cfg: DictConfig) -> float:
         metrics = train(cfg, run_dir)
     except (FunnelrunError, InstantiationException) as exc:
         _fail(exc)
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        _fail(FunnelrunError(
+            f"could not write {exc.filename or 'the run outputs'}: {exc.strerror}. Free space or choose a "
+            f"writable hydra.run.dir; files are written atomically, so earlier outputs are untouched"
+        ))
     for line in summary_lines(metrics, run_dir):
         print(line, flush=True)
     return metrics["test/nll"]

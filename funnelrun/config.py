@@ -30,6 +30,21 @@ class PlaneDataConfig:
     data_dir: Optional[str] = None
 
 
+@dataclass
+class TabularDataConfig:
+    """The MAF tabular sets (funnelrun/data/uci.py); batch sizes per set from funnels paper Table 5."""
+
+    _target_: str = "funnelrun.data.uci.TabularDataModule"
+    name: str = MISSING
+    #: holds power/, gas/, hepmass/, miniboone/, BSDS300/ as unpacked from Zenodo record 1161203
+    data_dir: str = "${oc.env:FUNNELRUN_DATA_DIR,data}"
+    batch_size: int = 512
+    eval_batch_size: int = 4096
+    #: seed of the training batch order (the splits are fixed by the MAF preprocessing)
+    seed: int = 1234
+    num_workers: int = 0
+
+
 # -- models -------------------------------------------------------------------------------------
 @dataclass
 class NSFConfig:
@@ -50,11 +65,93 @@ class NSFConfig:
 class FNSFConfig(NSFConfig):
     _target_: str = "funnelrun.models.f_nsf.build_f_nsf"
     dim_reduction: Optional[int] = None
-    funnel_level: int = 0
+    #: flow steps before the funnel; null: the funnel replaces the last step
+    funnel_level: Optional[int] = 0
     conditional: ConditionalKind = ConditionalKind.flow
     conditional_steps: Optional[int] = None
     conditional_hidden_features: Optional[int] = None
     conditional_bins: Optional[int] = None
+
+
+@dataclass
+class RealNVPConfig:
+    _target_: str = "funnelrun.models.glow.build_realnvp"
+    num_steps: int = 10
+    hidden_features: int = 256
+    num_blocks: int = 2
+    dropout: float = 0.0
+    actnorm: bool = False
+    latent_dim: Optional[int] = None
+
+
+@dataclass
+class GlowConfig(RealNVPConfig):
+    _target_: str = "funnelrun.models.glow.build_glow"
+    actnorm: bool = True
+    linear: LinearKind = LinearKind.lu
+
+
+@dataclass
+class FGlowConfig(GlowConfig):
+    _target_: str = "funnelrun.models.glow.build_f_glow"
+    dim_reduction: Optional[int] = None
+    #: Glow steps before the funnel; null: the funnel replaces the last step
+    funnel_level: Optional[int] = None
+    conditional: ConditionalKind = ConditionalKind.flow
+    conditional_steps: Optional[int] = None
+    conditional_hidden_features: Optional[int] = None
+
+
+@dataclass
+class FMLPConfig:
+    _target_: str = "funnelrun.models.f_mlp.build_f_mlp"
+    #: 1..D; D builds no funnel (a bijective MLP flow)
+    latent_dim: int = MISSING
+    #: output width of each layer; null: the funnels paper's A.6 schedule
+    widths: Optional[list[int]] = None
+    num_bins: int = 10
+    tail_bound: float = 2.0
+    conditional_hidden_features: int = 128
+
+
+@dataclass
+class VAEConfig:
+    _target_: str = "funnelrun.models.vae.build_vae"
+    latent_dim: int = 1
+    hidden_features: int = 128
+    #: ReLU layers of the encoder and of the decoder (0: linear maps)
+    depth: int = 3
+    dropout: float = 0.0
+
+
+@dataclass
+class VFlowConfig:
+    _target_: str = "funnelrun.models.vflow.build_vflow"
+    #: D_Z, the dimensions sampled from q(a | x); 0 builds the plain (exact) flow
+    augment_dim: int = 2
+    num_steps: int = 4
+    transform: SplineKind = SplineKind.affine
+    actnorm: bool = True
+    hidden_features: int = 64
+    num_blocks: int = 2
+    num_bins: int = 8
+    tail_bound: float = 3.0
+    dropout: float = 0.0
+    linear: LinearKind = LinearKind.lu
+    #: steps of the conditional flow q(a | x) (VFlow §5: one)
+    q_steps: int = 1
+    #: null: hidden_features
+    q_hidden_features: Optional[int] = None
+
+
+@dataclass
+class FlowVAEConfig(NSFConfig):
+    _target_: str = "funnelrun.models.flow_vae.build_flow_vae"
+    #: latent size of the VAE that follows the flow
+    latent_dim: int = 1
+    vae_hidden_features: int = 128
+    vae_depth: int = 3
+    vae_dropout: float = 0.0
 
 
 # -- trainer, logger, optimiser -----------------------------------------------------------------
@@ -100,6 +197,8 @@ class WandbLoggerConfig(LoggerConfig):
 class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
+    #: steps with a non-finite loss/gradient are skipped; this many in a row stop the run
+    max_consecutive_nonfinite: int = 10
 
 
 @dataclass
@@ -110,6 +209,10 @@ class EvalConfig:
     num_samples: int = 10_000
     #: grid points per axis for the density figure / integral
     grid_points: int = 200
+    #: importance samples S of the test estimate for models that give a bound (exact: false)
+    is_samples: int = 1000
+    #: importance samples per model call (memory grows with is_chunk_size * data.eval_batch_size)
+    is_chunk_size: int = 16
 
 
 @dataclass
@@ -131,8 +234,16 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="funnelrun_schema", node=FunnelrunConfig)
     cs.store(group="schema/data", name="plane", node=PlaneDataConfig)
+    cs.store(group="schema/data", name="tabular", node=TabularDataConfig)
     cs.store(group="schema/model", name="nsf", node=NSFConfig)
     cs.store(group="schema/model", name="f_nsf", node=FNSFConfig)
+    cs.store(group="schema/model", name="realnvp", node=RealNVPConfig)
+    cs.store(group="schema/model", name="glow", node=GlowConfig)
+    cs.store(group="schema/model", name="f_glow", node=FGlowConfig)
+    cs.store(group="schema/model", name="f_mlp", node=FMLPConfig)
+    cs.store(group="schema/model", name="vae", node=VAEConfig)
+    cs.store(group="schema/model", name="vflow", node=VFlowConfig)
+    cs.store(group="schema/model", name="flow_vae", node=FlowVAEConfig)
     cs.store(group="schema/trainer", name="trainer", node=TrainerConfig)
     cs.store(group="schema/logger", name="csv", node=LoggerConfig)
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)

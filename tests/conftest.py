@@ -40,6 +40,16 @@ class CLIResult:
 
 
 @pytest.fixture
+def one_thread():
+    """Run on one torch thread: small models run several times faster so on a busy shared machine
+    (about 10x measured on 2 cores). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def run_cli(capsys, monkeypatch) -> Callable[..., CLIResult]:
     """``run_cli(run_dir, *overrides)``: run ``funnelrun`` in this process, return exit code and output."""
     from funnelrun.cli import main

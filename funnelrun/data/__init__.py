@@ -1,5 +1,5 @@
-"""Data modules: 2-D plane datasets (seeded samplers, exact densities where known)."""
-from funnelrun.data.base import FunnelDataModule
+"""Data modules: 2-D plane datasets (seeded samplers, exact densities where known) and the MAF tabular sets."""
+from funnelrun.data.base import FunnelDataModule, TensorRows
 from funnelrun.data.plane import (
     PLANE_SAMPLERS,
     TRUE_LOG_DENSITIES,
@@ -12,12 +12,15 @@ from funnelrun.data.plane import (
     two_moons,
     two_spirals,
 )
+from funnelrun.data.uci import TabularDataModule
 
 __all__ = [
     "FunnelDataModule",
     "PLANE_SAMPLERS",
     "TRUE_LOG_DENSITIES",
     "PlaneDataModule",
+    "TabularDataModule",
+    "TensorRows",
     "checkerboard",
     "checkerboard_log_density",
     "eight_gaussians",

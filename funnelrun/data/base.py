@@ -12,6 +12,19 @@ from torch.utils.data import DataLoader, Dataset
 from funnelrun.data.sampler import StepBatchSampler
 
 
+class TensorRows(Dataset):
+    """A dataset of the rows of one tensor: batches are plain ``(batch, *row_shape)`` tensors."""
+
+    def __init__(self, data: Tensor):
+        self.data = data
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.data[i]
+
+
 class FunnelDataModule(pl.LightningDataModule):
     """Base DataModule. Subclasses set ``data_shape``, ``bits`` (None for continuous data, where
     BPD is undefined), and the ``train``/``val``/``test`` datasets.

@@ -12,9 +12,8 @@ from typing import Callable, Optional
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from funnelrun.data.base import FunnelDataModule
+from funnelrun.data.base import FunnelDataModule, TensorRows
 
 Sampler = Callable[[int, torch.Generator], Tensor]
 Bounds = tuple[tuple[float, float], tuple[float, float]]
@@ -189,19 +188,6 @@ def _generator(seed: int, *keys: str) -> torch.Generator:
     return g
 
 
-class _Rows(Dataset):
-    """A dataset of tensor rows: batches are plain (batch, 2) tensors."""
-
-    def __init__(self, data: Tensor):
-        self.data = data
-
-    def __len__(self) -> int:
-        return self.data.shape[0]
-
-    def __getitem__(self, i: int) -> Tensor:
-        return self.data[i]
-
-
 class PlaneDataModule(FunnelDataModule):
     """Train/val/test splits of a 2-D plane dataset; each split has its own generator from (seed, split).
 
@@ -235,7 +221,7 @@ class PlaneDataModule(FunnelDataModule):
         self.train_data = sampler(n_train, _generator(seed, name, "train"))
         self.val_data = sampler(n_val, _generator(seed, name, "val"))
         self.test_data = sampler(n_test, _generator(seed, name, "test"))
-        self.train, self.val, self.test = _Rows(self.train_data), _Rows(self.val_data), _Rows(self.test_data)
+        self.train, self.val, self.test = map(TensorRows, (self.train_data, self.val_data, self.test_data))
         self.true_log_density: Optional[Callable[[Tensor], Tensor]] = TRUE_LOG_DENSITIES.get(name)
         self.bounds: Bounds = self._bounds(self.train_data)
 

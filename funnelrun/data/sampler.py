@@ -7,6 +7,8 @@ from typing import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from funnelrun.errors import FunnelrunError
+
 
 class StepBatchSampler(Sampler[list[int]]):
     """Yields ``len(self)`` batches per epoch (drop_last); epoch e is a permutation drawn from a
@@ -14,7 +16,7 @@ class StepBatchSampler(Sampler[list[int]]):
 
     def __init__(self, num_examples: int, batch_size: int, seed: int, start_step: int = 0):
         if num_examples < batch_size:
-            raise ValueError(
+            raise FunnelrunError(
                 f"the training split has {num_examples} examples, fewer than one batch of {batch_size}; "
                 "lower data.batch_size"
             )

@@ -1,6 +1,8 @@
-"""Conditional densities p_phi(x | context), used by funnels for the dropped coordinates.
+"""Conditional densities p_phi(x | context), used by funnels for the dropped coordinates and by
+stochastic layers (VAE encoder and decoder, VFlow's q(a | x)).
 
-Both implement ``log_prob(x, context) -> (batch,)`` and ``sample(context, temperature) -> x``.
+Both implement ``log_prob(x, context) -> (batch,)``, ``sample(context, temperature) -> x`` and
+``sample_with_log_prob(context) -> (x, log p(x | context))`` with a reparameterised x.
 """
 from __future__ import annotations
 
@@ -14,14 +16,25 @@ from funnelrun.transforms.base import Transform
 
 class ConditionalDiagonalGaussian(nn.Module):
     """Diagonal-Gaussian ansatz: an MLP maps the context to a mean and a log standard deviation
-    (funnels paper A.6: three ReLU layers of 128 units for BSDS300)."""
+    (funnels paper A.6: three ReLU layers of 128 units for BSDS300). ``num_layers=0`` makes the
+    map linear; ``dropout > 0`` puts an ``nn.Dropout`` after every hidden ReLU. The last layer
+    starts at zero, so the density starts as N(0, I) for every context."""
 
-    def __init__(self, features: int, context_features: int, hidden_features: int = 128, num_layers: int = 3):
+    def __init__(
+        self,
+        features: int,
+        context_features: int,
+        hidden_features: int = 128,
+        num_layers: int = 3,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         width = context_features
         for _ in range(num_layers):
             layers += [nn.Linear(width, hidden_features), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
             width = hidden_features
         last = nn.Linear(width, 2 * features)
         nn.init.zeros_(last.weight)
@@ -42,6 +55,12 @@ class ConditionalDiagonalGaussian(nn.Module):
         mean, log_std = self._params(context)
         return mean + temperature * torch.exp(log_std) * torch.randn_like(mean)
 
+    def sample_with_log_prob(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """A reparameterised sample x ~ p(. | context) and log p(x | context), in one pass of the net."""
+        mean, log_std = self._params(context)
+        eps = torch.randn_like(mean)
+        return mean + torch.exp(log_std) * eps, standard_normal_log_prob(eps) - log_std.sum(dim=-1)
+
 
 class ConditionalFlow(nn.Module):
     """A normalizing flow over ``features`` dimensions conditioned on a context:
@@ -59,5 +78,11 @@ class ConditionalFlow(nn.Module):
     def sample(self, context: Tensor, temperature: float = 1.0) -> Tensor:
         eps = temperature * torch.randn(context.shape[0], self.features, device=context.device, dtype=context.dtype)
         return self.transform.inverse(eps, context)
+
+    def sample_with_log_prob(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """A reparameterised sample x = T^{-1}(eps; c), eps ~ N(0, I), and log p(x | c) (VFlow §3.1:
+        gradients reach the flow's parameters through the inverse)."""
+        x = self.sample(context)
+        return x, self.log_prob(x, context)
 
 

@@ -4,7 +4,8 @@ Walks the model's layers on real test data and reports, as the last line of outp
 ``roundtrip_max_abs_err`` (bijections: inverse(forward(x)) vs x; funnels: their kept-part map and
 the right-inverse condition forward(inverse(z)) == z, funnels paper A.1), ``logdet_max_abs_err``
 (reported log-dets against the autograd Jacobian on every bijective part) and ``density_integral``
-(2-D data: the model density integrated over a grid holding the data; null otherwise).
+(2-D data: the model density integrated over a grid holding the data; null otherwise, and null for
+models that only give a bound) and ``exact``.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from funnelrun.evaluation.exactness import density_integral_2d, logdet_max_abs_e
 from funnelrun.models.flow import Flow
 from funnelrun.surjections.funnel import Funnel
 from funnelrun.transforms.base import Transform
+from funnelrun.validation import validate_config
 
 #: examples used for the (per-example, quadratic-cost) autograd Jacobians
 JACOBIAN_EXAMPLES = 16
@@ -68,11 +70,16 @@ def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> 
             _check_funnel(layer, h, errs)
         with torch.no_grad():
             h, _ = layer(h)
-    integral = None
-    if model.data_dim == 2 and bounds is not None:
+    integral = None  # a bound's exp(ELBO) is no density: nothing to integrate
+    if model.data_dim == 2 and bounds is not None and model.exact:
         low, high = bounds
         integral = density_integral_2d(model.log_prob, low, high, points_per_axis=points_per_axis)
-    return {"roundtrip_max_abs_err": errs["roundtrip"], "logdet_max_abs_err": errs["logdet"], "density_integral": integral}
+    return {
+        "roundtrip_max_abs_err": errs["roundtrip"],
+        "logdet_max_abs_err": errs["logdet"],
+        "density_integral": integral,
+        "exact": model.exact,
+    }
 
 
 def run_check(argv: list[str]) -> dict[str, Optional[float]]:
@@ -80,6 +87,7 @@ def run_check(argv: list[str]) -> dict[str, Optional[float]]:
     from funnelrun.training.run import build_data, build_model, fingerprint
 
     cfg = compose_config(argv)
+    validate_config(cfg)
     torch.manual_seed(cfg.seed)
     datamodule = build_data(cfg)
     datamodule.setup("test")

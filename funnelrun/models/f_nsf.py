@@ -2,10 +2,11 @@
 
 ``funnel_level`` flow steps run at full width, then the funnel drops ``dim_reduction`` coordinates
 (equivalently ``latent_dim = D - dim_reduction``), then the remaining ``num_steps - 1 - funnel_level``
-steps run at the reduced width. Inside the funnel, F is one spline layer on the kept coordinates
-conditioned on the dropped ones, and p_phi(x_dropped | z) is a conditional flow ("flow": the same
-kind of flow with half the steps and a third of the hidden features, A.6) or a diagonal-Gaussian
-ansatz from an MLP ("gaussian": three ReLU layers of 128 units, A.6).
+steps run at the reduced width (``funnel_level=None``: the funnel replaces the last step). Inside
+the funnel, F is one spline layer on the kept coordinates conditioned on the dropped ones, and
+p_phi(x_dropped | z) is a conditional flow ("flow": the same kind of flow with half the steps and a
+third of the hidden features, A.6) or a diagonal-Gaussian ansatz from an MLP ("gaussian": three
+ReLU layers of 128 units, A.6).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def resolve_dim_reduction(features: int, latent_dim: Optional[int], dim_reductio
         )
     dropped = features - latent_dim if latent_dim is not None else dim_reduction
     if dropped is None:
-        raise ValueError("model=f_nsf needs model.latent_dim or model.dim_reduction")
+        raise ValueError("a funnel model needs model.latent_dim or model.dim_reduction")
     if not 0 < dropped < features:
         raise ValueError(
             f"a funnel on {features}-D data must drop between 1 and {features - 1} dimensions "
@@ -57,15 +58,20 @@ def build_f_nsf(
     linear: LinearKind | str = LinearKind.lu,
     latent_dim: Optional[int] = None,
     dim_reduction: Optional[int] = None,
-    funnel_level: int = 0,
+    funnel_level: Optional[int] = 0,
     conditional: ConditionalKind | str = ConditionalKind.flow,
     conditional_steps: Optional[int] = None,
     conditional_hidden_features: Optional[int] = None,
     conditional_bins: Optional[int] = None,
+    actnorm: bool = False,
 ) -> Flow:
+    """F-NSF on vectors of ``data_shape == (D,)``; ``transform="affine"`` with ``actnorm=True`` is
+    F-Glow (:mod:`funnelrun.models.glow`). ``actnorm`` also applies to the conditional flow."""
     (features,) = data_shape
     dropped = resolve_dim_reduction(features, latent_dim, dim_reduction)
     kept = features - dropped
+    if funnel_level is None:
+        funnel_level = num_steps - 1
     if not 0 <= funnel_level < num_steps:
         raise ValueError(
             f"funnel_level={funnel_level} must be between 0 and num_steps - 1 = {num_steps - 1}: "
@@ -80,7 +86,7 @@ def build_f_nsf(
         dropout=dropout,
         batch_norm=batch_norm,
     )
-    layers = flow_steps(funnel_level, features, linear=linear, seed=0, **spline)
+    layers = flow_steps(funnel_level, features, linear=linear, seed=0, actnorm=actnorm, **spline)
 
     kept_map = spline_layer(features=kept, context_features=dropped, **spline)
     if ConditionalKind(conditional) is ConditionalKind.gaussian:
@@ -95,11 +101,13 @@ def build_f_nsf(
         steps = conditional_steps or max(num_steps // 2, 1)
         p_dropped = ConditionalFlow(
             dropped,
-            CompositeTransform(flow_steps(steps, dropped, linear=linear, context_features=kept, **cond_spline)),
+            CompositeTransform(
+                flow_steps(steps, dropped, linear=linear, actnorm=actnorm, context_features=kept, **cond_spline)
+            ),
         )
     layers.append(Funnel(features, dropped, p_dropped, kept_map))
 
-    layers += flow_steps(num_steps - 1 - funnel_level, kept, linear=linear, seed=1000, **spline)
+    layers += flow_steps(num_steps - 1 - funnel_level, kept, linear=linear, seed=1000, actnorm=actnorm, **spline)
     if LinearKind(linear) is LinearKind.lu:
         layers.append(LULinear(kept))
     return Flow(layers, data_shape)

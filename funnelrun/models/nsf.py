@@ -27,8 +27,12 @@ class SplineKind(str, Enum):
 
 
 class LinearKind(str, Enum):
+    """What mixes features between steps: permutation + LU-linear, a permutation, or nothing
+    (``none``: only the alternating coupling masks, as in RealNVP)."""
+
     lu = "lu"
     permutation = "permutation"
+    none = "none"
 
 
 def spline_layer(
@@ -75,13 +79,14 @@ def flow_steps(
     actnorm: bool = False,
     **spline_kwargs,
 ) -> list[Transform]:
-    """``num_steps`` steps of width ``features``: [ActNorm] -> permutation (seeds ``seed``,
-    ``seed + 1``, ...) -> [LU-linear] -> ``spline_layer(**spline_kwargs)``."""
+    """``num_steps`` steps of width ``features``: [ActNorm] -> [permutation (seeds ``seed``,
+    ``seed + 1``, ...)] -> [LU-linear] -> ``spline_layer(**spline_kwargs)``."""
     layers: list[Transform] = []
     for i in range(num_steps):
         if actnorm:
             layers.append(ActNorm(features))
-        layers.append(RandomPermutation(features, seed=seed + i))
+        if LinearKind(linear) is not LinearKind.none:
+            layers.append(RandomPermutation(features, seed=seed + i))
         if LinearKind(linear) is LinearKind.lu:
             layers.append(LULinear(features))
         layers.append(spline_layer(features=features, parity=i % 2 == 0, **spline_kwargs))
@@ -101,13 +106,15 @@ def build_nsf(
     batch_norm: bool = False,
     linear: LinearKind | str = LinearKind.lu,
     latent_dim: Optional[int] = None,
+    actnorm: bool = False,
 ) -> Flow:
-    """A dimension-preserving NSF on vectors of ``data_shape == (D,)``."""
+    """A dimension-preserving NSF on vectors of ``data_shape == (D,)``; with ``transform="affine"``
+    and ``actnorm=True`` it is Glow, see :mod:`funnelrun.models.glow`."""
     (features,) = data_shape
     if latent_dim is not None and latent_dim != features:
         raise ValueError(
-            f"model=nsf preserves dimension: latent_dim must be null or {features}, got {latent_dim}; "
-            "use model=f_nsf to reduce dimension"
+            f"this flow preserves dimension: latent_dim must be null or {features}, got {latent_dim}; "
+            "use a funnel model (model=f_nsf, f_glow or f_mlp) to reduce dimension"
         )
     layers = flow_steps(
         num_steps,
@@ -120,6 +127,7 @@ def build_nsf(
         tail_bound=tail_bound,
         dropout=dropout,
         batch_norm=batch_norm,
+        actnorm=actnorm,
     )
     if LinearKind(linear) is LinearKind.lu:
         layers.append(LULinear(features))

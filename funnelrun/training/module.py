@@ -1,4 +1,5 @@
-"""One LightningModule for any funnelrun model: maximum likelihood, exact test NLL, resumable."""
+"""One LightningModule for any funnelrun model: maximum likelihood, test NLL (exact, or an
+importance-weighted estimate beside the bound), resumable."""
 from __future__ import annotations
 
 import random
@@ -9,8 +10,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from funnelrun.errors import FunnelrunError
+from funnelrun.evaluation.importance import importance_weighted_log_prob
 from funnelrun.models.flow import Flow
 from funnelrun.training.metrics import bits_per_dim
+
+
+class NonFiniteTrainingError(FunnelrunError):
+    """Too many consecutive optimizer steps had a non-finite loss or gradient."""
 
 
 def _first(batch: Any) -> Tensor:
@@ -26,16 +33,35 @@ def _numpy_state_to_plain(state: tuple) -> tuple:
 class DensityEstimator(pl.LightningModule):
     """Trains ``model`` on loss = -mean log p(x) with Adam and cosine annealing to 0 over
     ``trainer.max_steps``. Validation and test NLL are means over the *whole* split: sums in
-    float64 and example counts, reduced across ranks (never a mean of batch means)."""
+    float64 and example counts, reduced across ranks (never a mean of batch means). For a model
+    that gives a bound (``model.exact`` False), validation uses the one-sample bound and the test
+    reports ``test/nll`` as the importance-weighted estimate with ``is_samples`` samples (drawn
+    ``is_chunk_size`` per call) and the one-sample bound as ``test/nll_elbo``."""
 
-    def __init__(self, model: Flow, lr: float = 5e-4, weight_decay: float = 0.0, bits: Optional[int] = None):
+    def __init__(
+        self,
+        model: Flow,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        bits: Optional[int] = None,
+        max_consecutive_nonfinite: int = 10,
+        is_samples: int = 1000,
+        is_chunk_size: int = 16,
+    ):
         super().__init__()
         self.model = model
         self.lr = lr
         self.weight_decay = weight_decay
         self.bits = bits
+        self.max_consecutive_nonfinite = max_consecutive_nonfinite
+        self.is_samples = is_samples
+        self.is_chunk_size = is_chunk_size
+        #: optimizer steps skipped for a non-finite loss or gradient: in total, and in a row now
+        self.nonfinite_steps = 0
+        self.consecutive_nonfinite = 0
         self._sum = torch.zeros((), dtype=torch.float64)
         self._count = torch.zeros((), dtype=torch.float64)
+        self._is_sum = torch.zeros((), dtype=torch.float64)
         self.results: dict[str, Optional[float]] = {}
 
     # -- training ---------------------------------------------------------------------------
@@ -44,8 +70,36 @@ class DensityEstimator(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip the update when any gradient is non-finite (a non-finite loss gives such gradients):
+        the gradients are dropped, so Adam leaves every parameter and its moments untouched, while
+        the step counter, schedule and data order advance as usual (resume stays exact)."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
+        if finite:
+            self.consecutive_nonfinite = 0
+            return
+        optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_steps += 1
+        self.consecutive_nonfinite += 1
+        self.log("train/nonfinite_steps", float(self.nonfinite_steps))
+        if self.consecutive_nonfinite >= self.max_consecutive_nonfinite:
+            raise NonFiniteTrainingError(self._nonfinite_message())
+
+    def _nonfinite_message(self) -> str:
+        callback = self.trainer.checkpoint_callback
+        last_good = (callback.last_model_path or callback.best_model_path) if callback else ""
+        return (
+            f"training stopped at step {self.global_step}: {self.consecutive_nonfinite} steps in a row had a "
+            f"non-finite loss or gradient ({self.nonfinite_steps} skipped in total). Last good checkpoint: "
+            f"{last_good or 'none yet'}. Likely causes: a learning rate too high (optim.lr), a spline tail bound "
+            "too small for the data's scale (model.tail_bound), unnormalised data or NaN/inf in the data. "
+            "Allow more with optim.max_consecutive_nonfinite=<n>"
+        )
+
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        # fused: one kernel over all parameters instead of ~10 small ops per tensor (CPU and CUDA).
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
         total = max(int(self.trainer.max_steps), 1)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.0)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -54,19 +108,21 @@ class DensityEstimator(pl.LightningModule):
     def _reset(self) -> None:
         self._sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self._count = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._is_sum = torch.zeros((), dtype=torch.float64, device=self.device)
 
     def _accumulate(self, batch: Any) -> None:
         nll = -self.model.log_prob(_first(batch))
         self._sum += nll.double().sum()
         self._count += nll.shape[0]
 
-    def _reduced_nll(self) -> float:
-        total = self.trainer.strategy.reduce(self._sum, reduce_op="sum")
+    def _reduced_nll(self, total: Tensor) -> float:
+        total = self.trainer.strategy.reduce(total, reduce_op="sum")
         count = self.trainer.strategy.reduce(self._count, reduce_op="sum")
         return (total / count).item()
 
-    def _log_split(self, split: str) -> None:
-        nll = self._reduced_nll()
+    def _log_split(self, split: str, total: Optional[Tensor] = None) -> None:
+        """Log the split's mean NLL from ``total`` (default: the one-sample sum) and its BPD."""
+        nll = self._reduced_nll(self._sum if total is None else total)
         self.results[f"{split}/nll"] = nll
         self.log(f"{split}/nll", nll, prog_bar=True, rank_zero_only=True)
         bpd = bits_per_dim(nll, self.model.data_dim, self.bits)
@@ -88,12 +144,22 @@ class DensityEstimator(pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._accumulate(batch)
+        if not self.model.exact:
+            log_p = importance_weighted_log_prob(self.model, _first(batch), self.is_samples, self.is_chunk_size)
+            self._is_sum -= log_p.sum()
 
     def on_test_epoch_end(self) -> None:
-        self._log_split("test")
+        if self.model.exact:
+            self._log_split("test")
+            return
+        elbo_nll = self._reduced_nll(self._sum)
+        self.results["test/nll_elbo"] = elbo_nll
+        self.log("test/nll_elbo", elbo_nll, rank_zero_only=True)
+        self._log_split("test", self._is_sum)
 
     # -- resume: RNG state travels with the checkpoint --------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nonfinite_steps"] = (self.nonfinite_steps, self.consecutive_nonfinite)
         checkpoint["rng_state"] = {
             "torch": torch.get_rng_state(),
             "numpy": _numpy_state_to_plain(np.random.get_state()),
@@ -101,6 +167,7 @@ class DensityEstimator(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite_steps, self.consecutive_nonfinite = checkpoint.get("nonfinite_steps", (0, 0))
         state = checkpoint.get("rng_state")
         if state is not None:
             torch.set_rng_state(state["torch"])

@@ -13,12 +13,17 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from funnelrun.data.base import FunnelDataModule
+from funnelrun.errors import RunInterrupted
+from funnelrun.evaluation.importance import log_density
+from funnelrun.training.callbacks import CheckpointOnInterrupt, FiniteModelCheckpoint
 from funnelrun.models.flow import Flow
 from funnelrun.training.checkpoint import FINGERPRINT_KEY, check_compatible, read_checkpoint, resolve_ckpt_path
 from funnelrun.training.module import DensityEstimator
+from funnelrun.validation import validate_config
 from funnelrun.training.run_dir import CHECKPOINT_DIR, METRICS_FILE, prepare_run_dir, write_json_atomic
 
 
@@ -67,6 +72,7 @@ warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that end
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, test on the whole test split with the best-by-validation weights, write outputs."""
+    validate_config(cfg)
     resume_here = cfg.ckpt_path == "last"
     ckpt = resolve_ckpt_path(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -78,12 +84,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     prepare_run_dir(run_dir, cfg, resume_here=resume_here)
 
     module = _FingerprintedModule(
-        model, stamp, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, bits=datamodule.bits
+        model,
+        stamp,
+        lr=cfg.optim.lr,
+        weight_decay=cfg.optim.weight_decay,
+        bits=datamodule.bits,
+        max_consecutive_nonfinite=cfg.optim.max_consecutive_nonfinite,
+        is_samples=cfg.eval.is_samples,
+        is_chunk_size=cfg.eval.is_chunk_size,
     )
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     # a partial, so Hydra does not try to instantiate the ``_target_`` entries inside run_config
     logger = instantiate(cfg.logger, _partial_=True)(save_dir=run_dir, name=cfg.name, run_config=config)
-    checkpointing = ModelCheckpoint(
+    checkpointing = FiniteModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,
         filename="best-step{step}",
         auto_insert_metric_name=False,
@@ -93,7 +106,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         save_last=True,
     )
     trainer = pl.Trainer(
-        **_trainer_kwargs(cfg), callbacks=[checkpointing], logger=logger, default_root_dir=str(run_dir)
+        **_trainer_kwargs(cfg),
+        callbacks=[checkpointing, CheckpointOnInterrupt(run_dir / CHECKPOINT_DIR)],
+        logger=logger,
+        default_root_dir=str(run_dir),
     )
 
     try:
@@ -117,7 +133,14 @@ def _fit_and_test(
 ) -> dict[str, Any]:
     model, logger = module.model, trainer.logger
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    except SIGTERMException as exc:
+        raise RunInterrupted(
+            f"stopped by SIGTERM at step {trainer.global_step}; its state is saved in "
+            f"{run_dir / CHECKPOINT_DIR / 'last.ckpt'}. Resume with: funnelrun <same overrides> "
+            f"hydra.run.dir={run_dir} ckpt_path=last"
+        ) from exc
     train_seconds = time.perf_counter() - start
 
     best = checkpointing.best_model_path or None
@@ -126,6 +149,9 @@ def _fit_and_test(
     metrics = {
         "test/nll": module.results["test/nll"],
         "test/bpd": module.results["test/bpd"],
+        # a bound (exact false): test/nll is the importance-weighted estimate; null for exact models
+        "test/nll_elbo": module.results.get("test/nll_elbo"),
+        "is_samples": None if model.exact else cfg.eval.is_samples,
         "latent_dim": model.latent_dim,
         "data_dim": model.data_dim,
         "num_params": sum(p.numel() for p in model.parameters()),
@@ -146,6 +172,10 @@ def _fit_and_test(
     return metrics
 
 
+#: importance samples per grid point in the density figure of a model that only gives a bound
+PLOT_IS_SAMPLES = 64
+
+
 def _plot_2d(cfg: DictConfig, model: Flow, datamodule: FunnelDataModule, run_dir: Path, logger: Any) -> Path:
     from funnelrun.training.plots import plot_density_2d
 
@@ -153,9 +183,12 @@ def _plot_2d(cfg: DictConfig, model: Flow, datamodule: FunnelDataModule, run_dir
     with torch.no_grad():
         samples = model.sample(cfg.eval.num_samples)
     data = datamodule.test_data[: cfg.eval.num_samples]
+    title = f"{cfg.name} (latent dim {model.latent_dim})"
+    if not model.exact:
+        title += f", density: importance-weighted estimate, {PLOT_IS_SAMPLES} samples"
     path = plot_density_2d(
-        data, model.log_prob, samples, datamodule.bounds, run_dir / "density.png",
-        points_per_axis=cfg.eval.grid_points, title=f"{cfg.name} (latent dim {model.latent_dim})",
+        data, log_density(model, PLOT_IS_SAMPLES, cfg.eval.is_chunk_size), samples, datamodule.bounds,
+        run_dir / "density.png", points_per_axis=cfg.eval.grid_points, title=title,
     )
     if isinstance(logger, WandbLogger):
         logger.log_image(key="density", images=[str(path)])
@@ -163,7 +196,9 @@ def _plot_2d(cfg: DictConfig, model: Flow, datamodule: FunnelDataModule, run_dir
 
 
 def summary_lines(metrics: dict[str, Any], run_dir: Path) -> list[str]:
-    kind = "exact" if metrics["exact"] else "bound"
+    kind = "exact" if metrics["exact"] else (
+        f"importance-weighted estimate ({metrics['is_samples']} samples), bound: {-metrics['test/nll_elbo']:.4f}"
+    )
     lines = [
         f"test log-likelihood: {-metrics['test/nll']:.4f} nats per example ({kind}; "
         f"test/nll = {metrics['test/nll']:.4f})",

@@ -18,7 +18,8 @@ def _last_json(capsys) -> dict:
 def test_check_on_an_untrained_model(capsys, overrides):
     check_main(list(overrides))
     result = _last_json(capsys)
-    assert set(result) == {"roundtrip_max_abs_err", "logdet_max_abs_err", "density_integral"}
+    assert set(result) == {"roundtrip_max_abs_err", "logdet_max_abs_err", "density_integral", "exact"}
+    assert result["exact"] is True
     assert result["roundtrip_max_abs_err"] < 1e-4
     assert result["logdet_max_abs_err"] < 1e-3
     assert result["density_integral"] == pytest.approx(1.0, abs=0.02)
@@ -46,3 +47,9 @@ def test_check_with_a_misspelt_key_fails_clearly(capsys):
         check_main(["model.bnis=3"])
     assert exit_info.value.code != 0
     assert "bnis" in capsys.readouterr().err
+
+
+def test_check_of_a_bound_model_reports_no_density_integral(capsys):
+    check_main(["model=vae", "model.hidden_features=8", "model.depth=1", *[o for o in TINY if o.startswith("data.")]])
+    result = _last_json(capsys)
+    assert result["exact"] is False and result["density_integral"] is None
