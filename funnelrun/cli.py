@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from funnelrun.config import register_configs
@@ -44,8 +45,9 @@ def main(cfg: DictConfig) -> float:
             f"could not write {exc.filename or 'the run outputs'}: {exc.strerror}. Free space or choose a "
             f"writable hydra.run.dir; files are written atomically, so earlier outputs are untouched"
         ))
-    for line in summary_lines(metrics, run_dir):
-        print(line, flush=True)
+    if rank_zero_only.rank == 0:
+        for line in summary_lines(metrics, run_dir):
+            print(line, flush=True)
     return metrics["test/nll"]
 
 

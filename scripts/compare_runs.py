@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def main() -> None:
         label, _, overrides = spec.partition("|")
         results = []
         for seed in args.seeds:
-            run_dir = root / f"{label.replace(' ', '_')}-seed{seed}"
+            run_dir = root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}-seed{seed}"
             start = time.perf_counter()
             subprocess.run([exe, *overrides.split(), *args.common, f"seed={seed}", f"hydra.run.dir={run_dir}"],
                            check=True, stdout=subprocess.DEVNULL)

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from funnelrun.data.sampler import StepBatchSampler
 
@@ -55,13 +55,25 @@ class FunnelDataModule(pl.LightningDataModule):
     def data_dim(self) -> int:
         return math.prod(self.data_shape)
 
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
-        sampler = StepBatchSampler(len(self.train), self.batch_size, self.seed, start_step=self._start_step)
+        rank, world = self._rank_and_world()
+        sampler = StepBatchSampler(
+            len(self.train), self.batch_size, self.seed, start_step=self._start_step, rank=rank, world_size=world
+        )
         # a private generator: creating loader iterators never draws from the global RNG
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(self.train, batch_sampler=sampler, num_workers=self.num_workers, generator=generator)
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        """Every example exactly once over all ranks: rank r takes examples r, r + N, ... (no
+        padding; the module sums NLLs and counts, then reduces both across ranks)."""
+        rank, world = self._rank_and_world()
+        if world > 1:
+            dataset = Subset(dataset, range(rank, len(dataset), world))
         return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:

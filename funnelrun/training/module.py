@@ -115,20 +115,25 @@ class DensityEstimator(pl.LightningModule):
         self._sum += nll.double().sum()
         self._count += nll.shape[0]
 
+    def _reduced_sum(self, value: Tensor) -> Tensor:
+        """Sum over ranks (on a copy: DDP's all-reduce works in place)."""
+        return self.trainer.strategy.reduce(value.clone(), reduce_op="sum")
+
     def _reduced_nll(self, total: Tensor) -> float:
-        total = self.trainer.strategy.reduce(total, reduce_op="sum")
-        count = self.trainer.strategy.reduce(self._count, reduce_op="sum")
-        return (total / count).item()
+        return (self._reduced_sum(total) / self._reduced_sum(self._count)).item()
 
     def _log_split(self, split: str, total: Optional[Tensor] = None) -> None:
         """Log the split's mean NLL from ``total`` (default: the one-sample sum) and its BPD."""
+        # values are already reduced over ranks, so every rank logs the same number (and every
+        # rank's ModelCheckpoint finds its monitor)
         nll = self._reduced_nll(self._sum if total is None else total)
         self.results[f"{split}/nll"] = nll
-        self.log(f"{split}/nll", nll, prog_bar=True, rank_zero_only=True)
+        self.results[f"{split}/examples"] = int(self._reduced_sum(self._count).item())
+        self.log(f"{split}/nll", nll, prog_bar=True)
         bpd = bits_per_dim(nll, self.model.data_dim, self.bits)
         self.results[f"{split}/bpd"] = bpd
         if bpd is not None:
-            self.log(f"{split}/bpd", bpd, rank_zero_only=True)
+            self.log(f"{split}/bpd", bpd)
 
     def on_validation_epoch_start(self) -> None:
         self._reset()
@@ -154,7 +159,7 @@ class DensityEstimator(pl.LightningModule):
             return
         elbo_nll = self._reduced_nll(self._sum)
         self.results["test/nll_elbo"] = elbo_nll
-        self.log("test/nll_elbo", elbo_nll, rank_zero_only=True)
+        self.log("test/nll_elbo", elbo_nll)
         self._log_split("test", self._is_sum)
 
     # -- resume: RNG state travels with the checkpoint --------------------------------------

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -57,6 +58,8 @@ class _FingerprintedModule(DensityEstimator):
 
 def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    # the DataModule shards by rank itself, without DistributedSampler's padding (see data/base.py)
+    kwargs["use_distributed_sampler"] = False
     if kwargs["enable_progress_bar"] is None:
         kwargs["enable_progress_bar"] = sys.stderr.isatty()
     for key in ("limit_val_batches", "limit_test_batches"):
@@ -81,7 +84,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stamp = fingerprint(cfg, datamodule)
     if ckpt is not None:
         check_compatible(ckpt, read_checkpoint(ckpt), stamp)
-    prepare_run_dir(run_dir, cfg, resume_here=resume_here)
+    if rank_zero_only.rank == 0:  # DDP ranks > 0 re-run this command inside the same run
+        prepare_run_dir(run_dir, cfg, resume_here=resume_here)
 
     module = _FingerprintedModule(
         model,
@@ -149,6 +153,7 @@ def _fit_and_test(
     metrics = {
         "test/nll": module.results["test/nll"],
         "test/bpd": module.results["test/bpd"],
+        "test/examples": module.results["test/examples"],
         # a bound (exact false): test/nll is the importance-weighted estimate; null for exact models
         "test/nll_elbo": module.results.get("test/nll_elbo"),
         "is_samples": None if model.exact else cfg.eval.is_samples,
@@ -161,6 +166,8 @@ def _fit_and_test(
         "best_checkpoint": best,
         "seed": cfg.seed,
     }
+    if not trainer.is_global_zero:
+        return metrics
     if datamodule.data_dim == 2 and cfg.eval.plot:
         metrics["density_plot"] = str(_plot_2d(cfg, model, datamodule, run_dir, logger))
     for key, value in metrics.items():
