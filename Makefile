@@ -30,5 +30,10 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m "" $(ARGS)
 
+# Throughput against nflows and zuko (peer libraries: the `bench` extra), e.g. ARGS="--quick".
+bench: install
+	$(PIP) --editable '.[test,bench]'
+	$(PY) scripts/bench_throughput.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) outputs multirun build *.egg-info

@@ -14,9 +14,8 @@ from funnelrun.transforms.base import Transform, sum_except_batch
 from funnelrun.transforms.nets import MADE
 from funnelrun.transforms.splines import (
     identity_spline_params,
-    rational_quadratic_spline,
+    packed_rational_quadratic_spline,
     spline_params_per_feature,
-    split_spline_params,
 )
 
 
@@ -55,9 +54,8 @@ class RQSplineAutoregressive(Transform):
         self, inputs: Tensor, conditioning: Tensor, context: Optional[Tensor], inverse: bool
     ) -> tuple[Tensor, Tensor]:
         params = self.made(conditioning, context).view(inputs.shape[0], self.features, -1)
-        widths, heights, derivatives = split_spline_params(params, self.num_bins)
-        return rational_quadratic_spline(
-            inputs, widths, heights, derivatives, inverse=inverse, tail_bound=self.tail_bound
+        return packed_rational_quadratic_spline(
+            inputs, params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound
         )
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:

@@ -12,11 +12,7 @@ from torch import Tensor, nn
 
 from funnelrun.transforms.base import Transform, sum_except_batch
 from funnelrun.transforms.nets import ResidualNet
-from funnelrun.transforms.splines import (
-    identity_spline_params,
-    rational_quadratic_spline,
-    split_spline_params,
-)
+from funnelrun.transforms.splines import identity_spline_params, packed_rational_quadratic_spline
 
 
 def alternating_mask(features: int, even: bool) -> Tensor:
@@ -96,8 +92,7 @@ class Coupling(Transform):
             x.shape[0], x_transform.shape[1], self.params_per_feature
         )
         y, logabsdet = self._elementwise(x_transform, params, inverse)
-        out = torch.cat([x_identity, y], dim=1).index_select(1, self.output_order)
-        return out, sum_except_batch(logabsdet)
+        return x.index_copy(1, self.transform_idx, y), sum_except_batch(logabsdet)
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         return self._couple(x, context, inverse=False)
@@ -135,9 +130,8 @@ class RQSplineCoupling(Coupling):
         self.tail_bound = tail_bound
 
     def _elementwise(self, x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        widths, heights, derivatives = split_spline_params(params, self.num_bins)
-        return rational_quadratic_spline(
-            x, widths, heights, derivatives, inverse=inverse, tail_bound=self.tail_bound
+        return packed_rational_quadratic_spline(
+            x, params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound
         )
 
 

@@ -38,7 +38,7 @@ class LULinear(Transform):
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         lower, upper, diagonal = self._factors()
         z = F.linear(x, lower @ upper, self.bias)
-        return z, torch.log(diagonal).sum() * x.new_ones(x.shape[0])
+        return z, torch.log(diagonal).sum().expand(x.shape[0])
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
         # Rows satisfy x U^T L^T = z - b: solve against L^T (unit upper), then U^T (lower).

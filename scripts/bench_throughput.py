@@ -1,0 +1,470 @@
+"""Throughput of funnelrun's NSF / F-NSF against nflows and zuko at identical architectures.
+
+    .venv/bin/python scripts/bench_throughput.py [--configs power miniboone] [--kinds coupling autoregressive]
+                                                 [--rounds 5] [--seconds 0.4] [--compile] [--quick]
+
+Needs the ``bench`` extra (``pip install -c constraints.txt -e '.[bench]'``: nflows, zuko); a peer
+that is not installed is skipped with a note. Everything is measured in one process and
+*interleaved*: for every round, each model runs its timed block in turn, so load from other users
+of the machine hits every model alike, and the reported figure is the median over rounds. Per
+model, after warm-up:
+
+- train:    steps/s of forward + backward + Adam step on a batch (loss = -mean log p(x));
+- log-prob: examples/s of log p(x) under ``torch.inference_mode()`` on a large batch;
+- sample:   examples/s of ``sample(n)``;
+- memory:   estimated peak of a training step = parameters x 4 (weights, grads, Adam moments) +
+            the bytes of every distinct storage saved for backward (measured with
+            ``torch.autograd.graph.saved_tensors_hooks``; deterministic, unlike RSS on a shared box);
+- FLOP:     forward + backward FLOP of a training step (``torch.utils.flop_counter``), so that
+            steps/s x FLOP/step over the machine's measured fp32 matmul peak gives the fraction of
+            peak the step reaches.
+
+Architectures (NSF paper's UCI models, as in nflows' ``nsf`` experiments): step = random permutation
+-> LU-linear (identity init) -> RQ-spline coupling (ResidualNet) or masked autoregressive RQ spline
+(MADE with residual blocks), linear tails, then a final LU-linear. zuko cannot express this model
+(no LU layer, its coupling is a MADE with two passes over *all* features, pre-activation-free
+residual blocks, spline bound 5): its row is the nearest zuko NSF at the same width, bins and depth,
+marked ``~``, with its own parameter count.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from funnelrun.models.f_nsf import build_f_nsf
+from funnelrun.models.nsf import build_nsf
+
+warnings.filterwarnings("ignore")
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    features: int
+    hidden: int
+    blocks: int
+    bins: int
+    batch: int
+    steps: int = 10
+    tail_bound: float = 3.0
+
+
+SIZES = {
+    "power": Size("POWER", features=6, hidden=256, blocks=2, bins=8, batch=512),
+    "miniboone": Size("MINIBOONE", features=43, hidden=32, blocks=1, bins=4, batch=128),
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Uniform wrappers: log_prob(x) -> (batch,), sample(n) -> (n, D)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Bench:
+    library: str
+    label: str
+    module: nn.Module
+    log_prob: Callable[[Tensor], Tensor]
+    sample: Callable[[int], Tensor]
+    exact_arch: bool = True
+    note: str = ""
+    fused_adam: bool = False
+    eager_log_prob: Optional[Callable[[Tensor], Tensor]] = None
+    results: dict = field(default_factory=dict)
+    times: dict = field(default_factory=lambda: {"train": [], "logp": [], "sample": []})
+
+
+def funnelrun_models(size: Size, kind: str, args) -> list[Bench]:
+    common = dict(
+        num_steps=size.steps, transform=kind, hidden_features=size.hidden, num_blocks=size.blocks,
+        num_bins=size.bins, tail_bound=size.tail_bound, dropout=0.0, linear="lu",
+    )
+    dropped = max(1, size.features // 3)
+    out = []
+    for tag, package in [("", "funnelrun")] + ([("@base", "funnelrun_base")] if args.baseline else []):
+        nsf_builder = __import__(f"{package}.models.nsf", fromlist=["build_nsf"]).build_nsf
+        torch.manual_seed(0)
+        nsf = nsf_builder((size.features,), **common)
+        out.append(Bench("funnelrun" + tag, "NSF", nsf, nsf.log_prob, nsf.sample, fused_adam=not tag))
+        if tag:
+            out[-1].note = "the same model built from the baseline checkout (before this change)"
+    if args.compile:
+        from funnelrun.training.compile import maybe_compile
+
+        torch.manual_seed(0)
+        nsf_c = build_nsf((size.features,), **common)
+        compiled = maybe_compile(nsf_c.log_prob, mode=None if args.compile == "default" else args.compile)
+        out.append(Bench("funnelrun", "NSF+compile", nsf_c, compiled, nsf_c.sample,
+                         note="log_prob under torch.compile (inductor); '1st step s' = compile time",
+                         eager_log_prob=nsf_c.log_prob))
+    torch.manual_seed(0)
+    f_nsf = build_f_nsf((size.features,), **common, dim_reduction=dropped,
+                        funnel_level=size.steps // 2, conditional="flow")
+    out.append(Bench("funnelrun", "F-NSF", f_nsf, f_nsf.log_prob, f_nsf.sample,
+                     note=f"drops {dropped} of {size.features} dims after {size.steps // 2} steps; "
+                          "conditional flow"))
+    if args.compile and args.compile_f_nsf:
+        torch.manual_seed(0)
+        f_nsf_c = build_f_nsf((size.features,), **common, dim_reduction=dropped,
+                              funnel_level=size.steps // 2, conditional="flow")
+        compiled = maybe_compile(f_nsf_c.log_prob, mode=None if args.compile == "default" else args.compile)
+        out.append(Bench("funnelrun", "F-NSF+compile", f_nsf_c, compiled, f_nsf_c.sample,
+                         eager_log_prob=f_nsf_c.log_prob))
+    out += _f_mlp_bench(size, out[0].module, dropped)
+    return out
+
+
+def _f_mlp_bench(size: Size, nsf: nn.Module, dropped: int) -> list[Bench]:
+    """F-MLP (funnels A.6 schedule) with its conditional width chosen to match the NSF's parameters."""
+    try:
+        from funnelrun.models.f_mlp import build_f_mlp
+    except ImportError:
+        return []
+    target, best = count_params(nsf), None
+    for width in (8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024):
+        torch.manual_seed(0)
+        try:
+            model = build_f_mlp((size.features,), latent_dim=size.features - dropped,
+                                conditional_hidden_features=width)
+        except Exception as err:  # noqa: BLE001 -- report and skip, never break the benchmark
+            print(f"  [F-MLP] build_f_mlp failed: {err!r}; skipped")
+            return []
+        gap = abs(math.log(count_params(model) / target))
+        if best is None or gap < best[0]:
+            best = (gap, model, width)
+    _, model, width = best
+    return [Bench("funnelrun", "F-MLP", model, model.log_prob, model.sample,
+                  note=f"F-MLP (A.6 widths, latent {size.features - dropped}, conditional width {width}) "
+                       "at the NSF's parameter count")]
+
+
+def nflows_model(size: Size, kind: str) -> Optional[Bench]:
+    try:
+        from nflows import distributions, flows, transforms
+        from nflows.nn.nets import ResidualNet
+        from nflows.utils import create_alternating_binary_mask
+    except ImportError:
+        return None
+    D = size.features
+
+    def base(i: int):
+        if kind == "coupling":
+            return transforms.PiecewiseRationalQuadraticCouplingTransform(
+                mask=create_alternating_binary_mask(D, even=(i % 2 == 0)),
+                transform_net_create_fn=lambda fin, fout: ResidualNet(
+                    fin, fout, hidden_features=size.hidden, context_features=None,
+                    num_blocks=size.blocks, activation=F.relu, dropout_probability=0.0,
+                    use_batch_norm=False,
+                ),
+                num_bins=size.bins, tails="linear", tail_bound=size.tail_bound,
+                apply_unconditional_transform=False,
+            )
+        return transforms.MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+            features=D, hidden_features=size.hidden, context_features=None, num_bins=size.bins,
+            tails="linear", tail_bound=size.tail_bound, num_blocks=size.blocks,
+            use_residual_blocks=True, random_mask=False, activation=F.relu,
+            dropout_probability=0.0, use_batch_norm=False,
+        )
+
+    def linear():
+        return transforms.CompositeTransform(
+            [transforms.RandomPermutation(D), transforms.LULinear(D, identity_init=True)]
+        )
+
+    torch.manual_seed(0)
+    steps = [transforms.CompositeTransform([linear(), base(i)]) for i in range(size.steps)]
+    flow = flows.Flow(transforms.CompositeTransform(steps + [linear()]), distributions.StandardNormal([D]))
+    return Bench("nflows", "NSF", flow, flow.log_prob, flow.sample)
+
+
+def zuko_model(size: Size, kind: str) -> Optional[Bench]:
+    try:
+        import zuko
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    flow = zuko.flows.NSF(
+        size.features, bins=size.bins, transforms=size.steps,
+        passes=2 if kind == "coupling" else None,
+        hidden_features=[size.hidden] * size.blocks, residual=True,
+    )
+
+    def log_prob(x: Tensor) -> Tensor:
+        return flow().log_prob(x)
+
+    def sample(n: int) -> Tensor:
+        return flow().sample((n,))
+
+    return Bench(
+        "zuko", "~NSF", flow, log_prob, sample, exact_arch=False,
+        note="nearest zuko NSF: MADE conditioner over all features, no LU, bound 5",
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Measurements
+# ------------------------------------------------------------------------------------------------
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+class Trainer:
+    """One Adam training step on a rotating pool of fixed batches (data drawn once, off the clock)."""
+
+    def __init__(self, bench: Bench, data: list[Tensor]):
+        self.bench, self.data, self.i = bench, data, 0
+        self.params = [p for p in bench.module.parameters() if p.requires_grad]
+        # funnelrun's DensityEstimator uses fused Adam; peers get torch's default Adam unless
+        # --peer-fused-adam (the optimizer is not part of either library's flow code).
+        self.opt = torch.optim.Adam(self.params, lr=1e-4, fused=bench.fused_adam or None)
+
+    def step(self) -> None:
+        x = self.data[self.i % len(self.data)]
+        self.i += 1
+        self.opt.zero_grad(set_to_none=True)
+        loss = -self.bench.log_prob(x).mean()
+        loss.backward()
+        self.opt.step()
+
+
+def step_flops_and_memory(bench: Bench, x: Tensor) -> tuple[float, float]:
+    """(forward + backward FLOP, estimated peak training bytes) of one step."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    saved: dict[int, int] = {}
+
+    def pack(t: Tensor):
+        try:
+            storage = t.untyped_storage()
+            saved[storage.data_ptr()] = storage.nbytes()
+        except (RuntimeError, NotImplementedError):
+            pass
+        return t
+
+    log_prob = bench.eager_log_prob or bench.log_prob
+    try:
+        with counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = -log_prob(x).mean()
+        with counter:
+            loss.backward()
+    finally:
+        bench.module.zero_grad(set_to_none=True)
+    param_bytes = sum(p.numel() * p.element_size() for p in bench.module.parameters())
+    return float(counter.get_total_flops()), 4 * param_bytes + sum(saved.values())
+
+
+def timed(fn: Callable[[], object], n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def calibrate(fn: Callable[[], object], seconds: float) -> int:
+    t = timed(fn, 1)
+    return max(1, min(200, int(seconds / max(t, 1e-6))))
+
+
+def run_size(size: Size, kind: str, args, peak: float) -> list[Bench]:
+    benches = funnelrun_models(size, kind, args)
+    for peer in (nflows_model(size, kind), zuko_model(size, kind)):
+        if peer is not None:
+            peer.fused_adam = args.peer_fused_adam
+            benches.append(peer)
+    g = torch.Generator().manual_seed(1)
+    data = [torch.randn(size.batch, size.features, generator=g) for _ in range(8)]
+    eval_x = torch.randn(args.eval_batch, size.features, generator=g)
+    n_sample = args.sample_n if kind == "coupling" else max(64, args.sample_n // 4)
+
+    jobs = []
+    for b in benches:
+        b.results["params"] = count_params(b.module)
+        trainer = Trainer(b, data)
+        # Warm-up (and compile, timed separately: the first call triggers it).
+        t = time.perf_counter()
+        trainer.step()
+        b.results["first_step_s"] = time.perf_counter() - t
+        for _ in range(args.warmup):
+            trainer.step()
+        b.results["flop"], b.results["mem"] = step_flops_and_memory(b, data[0])
+
+        def logp(b=b):
+            with torch.inference_mode():
+                b.log_prob(eval_x)
+
+        def sample(b=b):
+            with torch.inference_mode():
+                b.sample(n_sample)
+
+        logp(), sample()
+        n = {
+            "train": calibrate(trainer.step, args.seconds),
+            "logp": calibrate(logp, args.seconds),
+            "sample": calibrate(sample, args.seconds),
+        }
+        jobs.append((b, {"train": trainer.step, "logp": logp, "sample": sample}, n))
+
+    for _ in range(args.rounds):  # interleaved: every model runs once per round, per metric
+        for metric in ("train", "logp", "sample"):
+            for b, fns, n in jobs:
+                b.times[metric].append(timed(fns[metric], n[metric]))
+
+    for b in benches:
+        med = {m: statistics.median(ts) for m, ts in b.times.items()}
+        b.results["train_sps"] = 1 / med["train"]
+        b.results["train_spread"] = (max(b.times["train"]) - min(b.times["train"])) / med["train"]
+        b.results["logp_eps"] = args.eval_batch / med["logp"]
+        b.results["sample_eps"] = n_sample / med["sample"]
+        b.results["peak_frac"] = b.results["flop"] * b.results["train_sps"] / (peak * 1e9)
+    return benches
+
+
+def fmt_ratio(x: Optional[float]) -> str:
+    return "" if x is None else f"{x:.2f}x"
+
+
+def print_table(size: Size, kind: str, benches: list[Bench]) -> None:
+    ref = {b.library: b for b in benches if b.label == "NSF"}
+    nflows = ref.get("nflows")
+    print(f"\n### {size.name}-sized {kind} NSF  (D={size.features}, {size.steps} steps, hidden "
+          f"{size.hidden}, {size.blocks} block(s), {size.bins} bins, batch {size.batch})\n")
+    header = ("| model | params | train steps/s | x nflows | %peak | log-prob ex/s | x nflows "
+              "| sample ex/s | x nflows | MFLOP/step | est. peak MB | 1st step s |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for b in benches:
+        r = b.results
+        ratios = {}
+        if nflows is not None:
+            ratios = {
+                m: r[k] / nflows.results[k]
+                for m, k in (("train", "train_sps"), ("logp", "logp_eps"), ("sample", "sample_eps"))
+            }
+        print(
+            f"| {b.library} {b.label} | {r['params']:,} | {r['train_sps']:.1f} "
+            f"| {fmt_ratio(ratios.get('train'))} | {100 * r['peak_frac']:.1f}% | {r['logp_eps']:,.0f} "
+            f"| {fmt_ratio(ratios.get('logp'))} | {r['sample_eps']:,.0f} | {fmt_ratio(ratios.get('sample'))} "
+            f"| {r['flop'] / 1e6:,.1f} | {r['mem'] / 2**20:.1f} | {r['first_step_s']:.2f} |"
+        )
+    fr = {b.label: b for b in benches if b.library == "funnelrun" and b.label.startswith("F-")}
+    nsf_c = next((b for b in benches if b.label == "NSF+compile"), None)
+    f_nsf_c = next((b for b in benches if b.label == "F-NSF+compile"), None)
+    nsf = next((b for b in benches if b.library == "funnelrun" and b.label == "NSF"), None)
+    notes = [f"{b.library} {b.label}: {b.note}" for b in benches if b.note]
+    if nsf is not None:
+        for b in fr.values():
+            notes.append(
+                f"{b.label} step time / NSF step time = "
+                f"{nsf.results['train_sps'] / b.results['train_sps']:.2f} "
+                f"(NSF step / {b.label} step = {b.results['train_sps'] / nsf.results['train_sps']:.2f}x)"
+            )
+    if nsf_c is not None and f_nsf_c is not None:
+        notes.append(f"compiled: F-NSF step time / NSF step time = "
+                     f"{nsf_c.results['train_sps'] / f_nsf_c.results['train_sps']:.2f}")
+    if nflows is not None and nsf is not None and nflows.results["params"] != nsf.results["params"]:
+        notes.append(
+            f"parameter counts differ by {nsf.results['params'] - nflows.results['params']:+,}"
+        )
+    adam = "fused Adam for every library" if any(b.fused_adam for b in benches if b.library != "funnelrun") \
+        else "funnelrun: fused Adam (as its trainer); peers: torch's default Adam"
+    notes.append(f"optimizer: {adam}")
+    if not any(b.label.startswith("F-MLP") for b in benches):
+        notes.append("F-MLP: SKIPPED (funnelrun.models.f_mlp.build_f_mlp not available)")
+    for n in notes:
+        print(f"- {n}")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="+", default=["miniboone", "power"], choices=sorted(SIZES))
+    p.add_argument("--kinds", nargs="+", default=["coupling", "autoregressive"],
+                   choices=["coupling", "autoregressive"])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=0.4, help="target length of one timed block")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--eval-batch", type=int, default=4096)
+    p.add_argument("--sample-n", type=int, default=1024)
+    p.add_argument("--compile", nargs="?", const="default", default=None,
+                   help="torch.compile funnelrun's log_prob (mode; compile time = '1st step s')")
+    p.add_argument("--compile-f-nsf", action="store_true", help="with --compile: F-NSF too")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads; default: all cores on an idle machine, 1 when the load average "
+                        "is >= 1 (OpenMP threads spinning against other users' processes make a 2-thread "
+                        "step on a busy 2-core machine 10-30x slower and the timings meaningless)")
+    p.add_argument("--peer-fused-adam", action="store_true",
+                   help="give nflows/zuko the same fused Adam funnelrun's trainer uses")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="also time NSF from an older checkout: DIR holds it as package funnelrun_base "
+                        "(see scripts/make_baseline.sh)")
+    p.add_argument("--quick", action="store_true", help="2 rounds of 0.15 s (smoke test)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds, args.warmup = 2, 0.15, 2
+    if args.baseline:
+        sys.path.insert(0, args.baseline)
+    if args.threads is None:
+        busy = os.getloadavg()[0] >= 1.0 if hasattr(os, "getloadavg") else False
+        args.threads = 1 if busy else torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+
+    peak = max(matmul_peak_gflops() for _ in range(3))
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    versions = {"torch": torch.__version__}
+    for lib in ("nflows", "zuko"):
+        try:
+            versions[lib] = __import__(lib).__version__ if lib != "nflows" else __import__(
+                "nflows.version", fromlist=["VERSION"]).VERSION
+        except ImportError:
+            versions[lib] = "not installed (pip install -e '.[bench]')"
+    print(f"# funnelrun throughput benchmark")
+    print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch threads {torch.get_num_threads()}, {platform.python_implementation()} "
+          f"{platform.python_version()}")
+    print(f"- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(f"- load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"- fp32 matmul peak (1024^3, best of 60): {peak:.0f} GFLOP/s")
+    print(f"- medians of {args.rounds} interleaved rounds of ~{args.seconds}s blocks; log-prob batch "
+          f"{args.eval_batch}; sampling {args.sample_n} (coupling) / {max(64, args.sample_n // 4)} (AR)"
+          f"{'; funnelrun compiled: ' + args.compile if args.compile else ''}")
+    for name in args.configs:
+        for kind in args.kinds:
+            size = SIZES[name]
+            benches = run_size(size, kind, args, peak)
+            print_table(size, kind, benches)
+            sys.stdout.flush()
+    try:
+        load = os.getloadavg()
+        print(f"\n- load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    main()
