@@ -224,6 +224,9 @@ class FunnelrunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
+    #: torch.compile the training log-density (faster steps after a long first one; falls back to
+    #: eager with a warning where compilation fails)
+    compile: bool = False
     #: null (train from scratch), "last" (resume this run directory), or a path to a .ckpt
     ckpt_path: Optional[str] = None
     #: a short run name (W&B run name, report rows)

@@ -13,6 +13,7 @@ from torch import Tensor
 from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.importance import importance_weighted_log_prob
 from funnelrun.models.flow import Flow
+from funnelrun.training.compile import maybe_compile
 from funnelrun.training.metrics import bits_per_dim
 
 
@@ -45,6 +46,7 @@ class DensityEstimator(pl.LightningModule):
         weight_decay: float = 0.0,
         bits: Optional[int] = None,
         max_consecutive_nonfinite: int = 10,
+        compile: bool = False,
         is_samples: int = 1000,
         is_chunk_size: int = 16,
     ):
@@ -54,6 +56,8 @@ class DensityEstimator(pl.LightningModule):
         self.weight_decay = weight_decay
         self.bits = bits
         self.max_consecutive_nonfinite = max_consecutive_nonfinite
+        #: the training log-density, through torch.compile when asked (falls back to eager)
+        self.train_log_prob = maybe_compile(model.log_prob, enabled=compile)
         self.is_samples = is_samples
         self.is_chunk_size = is_chunk_size
         #: optimizer steps skipped for a non-finite loss or gradient: in total, and in a row now
@@ -66,7 +70,7 @@ class DensityEstimator(pl.LightningModule):
 
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        loss = -self.model.log_prob(_first(batch)).mean()
+        loss = -self.train_log_prob(_first(batch)).mean()
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

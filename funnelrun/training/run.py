@@ -94,6 +94,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         weight_decay=cfg.optim.weight_decay,
         bits=datamodule.bits,
         max_consecutive_nonfinite=cfg.optim.max_consecutive_nonfinite,
+        compile=cfg.compile,
         is_samples=cfg.eval.is_samples,
         is_chunk_size=cfg.eval.is_chunk_size,
     )
@@ -163,6 +164,8 @@ def _fit_and_test(
         "exact": model.exact,
         "steps": trainer.global_step,
         "train_seconds": train_seconds,
+        # wall time of the first compiled step (included in train_seconds); null when not compiled
+        "compile_seconds": module.train_log_prob.compile_seconds,
         "best_checkpoint": best,
         "seed": cfg.seed,
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import math
 
+import pytest
+
 from conftest import TINY, TINY_NSF
 
 
@@ -110,3 +112,10 @@ def test_wandb_logger_runs_offline_and_keeps_the_run_for_sync(run_cli, tmp_path,
     offline_runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
     assert any(offline_runs[0].glob("*.wandb"))
+
+
+@pytest.mark.slow
+def test_compiled_training_reports_compile_time(run_cli, tmp_path):
+    result = run_cli(tmp_path / "run", *TINY_NSF, "model=nsf", "compile=true")
+    assert result.code == 0, result.err
+    assert result.metrics["compile_seconds"] > 0 and math.isfinite(result.metrics["test/nll"])
