@@ -20,12 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import RunInterrupted
 from funnelrun.evaluation.importance import log_density
-from funnelrun.training.callbacks import CheckpointOnInterrupt, FiniteModelCheckpoint
 from funnelrun.models.flow import Flow
+from funnelrun.training.callbacks import CheckpointOnInterrupt, FiniteModelCheckpoint
 from funnelrun.training.checkpoint import FINGERPRINT_KEY, check_compatible, read_checkpoint, resolve_ckpt_path
 from funnelrun.training.module import DensityEstimator
-from funnelrun.validation import validate_config
 from funnelrun.training.run_dir import CHECKPOINT_DIR, METRICS_FILE, prepare_run_dir, write_json_atomic
+from funnelrun.validation import validate_config
 
 
 def build_data(cfg: DictConfig) -> FunnelDataModule:
