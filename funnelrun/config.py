@@ -216,6 +216,17 @@ class EvalConfig:
 
 
 @dataclass
+class SampleConfig:
+    """``funnelrun-sample`` settings."""
+
+    num_samples: int = 1000
+    #: each scales the std of every sampled Gaussian
+    temperatures: list[float] = field(default_factory=lambda: [1.0])
+    #: null: <checkpoint's run dir>/samples/<time>/
+    out_dir: Optional[str] = None
+
+
+@dataclass
 class FunnelrunConfig:
     data: Any = MISSING
     model: Any = MISSING
@@ -223,6 +234,7 @@ class FunnelrunConfig:
     logger: Any = MISSING
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
     seed: int = 0
     #: torch.compile the training log-density (faster steps after a long first one; falls back to
     #: eager with a warning where compilation fails)

@@ -10,35 +10,21 @@ models that only give a bound) and ``exact``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Optional
 
 import torch
-from hydra import compose, initialize_config_module
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from funnelrun.distributions.conditional import ConditionalFlow
-from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.exactness import density_integral_2d, logdet_max_abs_err, roundtrip_max_abs_err
+from funnelrun.evaluation.loading import load_model
 from funnelrun.models.flow import Flow
 from funnelrun.surjections.funnel import Funnel
 from funnelrun.transforms.base import Transform
-from funnelrun.validation import validate_config
 
 #: examples used for the (per-example, quadratic-cost) autograd Jacobians
 JACOBIAN_EXAMPLES = 16
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The same config ``funnelrun`` would run with these overrides (no run directory made)."""
-    try:
-        with initialize_config_module(config_module="funnelrun.conf", version_base="1.3"):
-            return compose(config_name="config", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise FunnelrunError(str(exc)) from exc
 
 
 def _check_bijection(t: Transform, x: Tensor, context: Optional[Tensor], errs: dict[str, float]) -> None:
@@ -83,21 +69,7 @@ def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> 
 
 
 def run_check(argv: list[str]) -> dict[str, Optional[float]]:
-    from funnelrun.training.checkpoint import check_compatible, read_checkpoint, resolve_ckpt_path
-    from funnelrun.training.run import build_data, build_model, fingerprint
-
-    cfg = compose_config(argv)
-    validate_config(cfg)
-    torch.manual_seed(cfg.seed)
-    datamodule = build_data(cfg)
-    datamodule.setup("test")
-    model = build_model(cfg, datamodule)
-    if cfg.ckpt_path is not None:
-        path = resolve_ckpt_path(cfg.ckpt_path, Path.cwd())
-        checkpoint = read_checkpoint(path)
-        check_compatible(path, checkpoint, fingerprint(cfg, datamodule))
-        state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
-        model.load_state_dict(state)
+    cfg, datamodule, model = load_model(argv)
     x = next(iter(datamodule.test_dataloader()))
     x = (x[0] if isinstance(x, (list, tuple)) else x)[:256]
     result = certify(model, x, datamodule.bounds)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hydra.errors import InstantiationException
 
 from funnelrun.errors import FunnelrunError
-from funnelrun.evaluation.certificate import compose_config
+from funnelrun.evaluation.loading import compose_config
 from funnelrun.training.run import build_data, build_model
 from funnelrun.validation import validate_config
 
