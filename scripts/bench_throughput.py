@@ -443,11 +443,11 @@ def main(argv: Optional[list[str]] = None) -> None:
                 "nflows.version", fromlist=["VERSION"]).VERSION
         except ImportError:
             versions[lib] = "not installed (pip install -e '.[bench]')"
-    print(f"# funnelrun throughput benchmark")
+    print("# funnelrun throughput benchmark")
     print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch threads {torch.get_num_threads()}, {platform.python_implementation()} "
           f"{platform.python_version()}")
-    print(f"- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"- load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"- fp32 matmul peak (1024^3, best of 60): {peak:.0f} GFLOP/s")
     print(f"- medians of {args.rounds} interleaved rounds of ~{args.seconds}s blocks; log-prob batch "
