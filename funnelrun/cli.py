@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import sys
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def _fail(exc: BaseException) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Train and test one model; returns the test NLL (Hydra sweepers minimise it)."""
+    """Train and test one model; returns the best validation NLL, which Hydra sweepers (e.g.
+    hydra/sweeper=optuna) minimise: tuning on the test split would leak it into the result."""
     from funnelrun.training.run import summary_lines, train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -48,7 +50,7 @@ def main(cfg: DictConfig) -> float:
     if rank_zero_only.rank == 0:
         for line in summary_lines(metrics, run_dir):
             print(line, flush=True)
-    return metrics["test/nll"]
+    return metrics["val/nll"] if metrics["val/nll"] is not None else math.inf
 
 
 def check_main(argv: list[str] | None = None) -> None:

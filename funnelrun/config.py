@@ -9,7 +9,11 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from funnelrun.data.images import Preprocessing
 from funnelrun.models.f_nsf import ConditionalKind
+from funnelrun.models.image_flows import ImageFlowConfig
+from funnelrun.models.image_vae import ImageArch
+from funnelrun.models.image_vflow import ImageVFlowConfig
 from funnelrun.models.nsf import LinearKind, SplineKind
 
 
@@ -45,6 +49,33 @@ class TabularDataConfig:
     num_workers: int = 0
 
 
+@dataclass
+class ImageDataConfig:
+    """Image sets (funnelrun/data/images.py): n-bit, uniformly dequantized; ``preprocessing`` gives the
+    model's first layers (their Jacobian counts in the BPD). Batch sizes: funnels paper Table 7."""
+
+    _target_: str = "funnelrun.data.images.ImageDataModule"
+    #: mnist, fashion_mnist, cifar10, imagenet32, imagenet64, celeba, digits
+    name: str = MISSING
+    #: torchvision's layout: MNIST/raw/, FashionMNIST/raw/, cifar-10-batches-py/, celeba/; and imagenet32/,
+    #: imagenet64/ holding the official npz files (see the data yaml files)
+    data_dir: str = "${oc.env:FUNNELRUN_DATA_DIR,data}"
+    #: colour depth n: x_n = floor(x_8 / 2^(8 - n))
+    bits: int = 8
+    batch_size: int = 512
+    eval_batch_size: int = 1024
+    #: seed of the training order and dequantization noise (the splits never depend on it)
+    seed: int = 1234
+    num_workers: int = 0
+    #: training images held out for validation (a fixed subset); null: the set's official split (CelebA)
+    val_size: Optional[int] = 5000
+    preprocessing: Preprocessing = Preprocessing.logit
+    #: logit(alpha + (1 - 2 alpha) x) (RealNVP, Glow: 0.05)
+    logit_alpha: float = 0.05
+    #: fetch missing files with torchvision's downloaders (only when torchvision is installed)
+    download: bool = False
+
+
 # -- models -------------------------------------------------------------------------------------
 @dataclass
 class NSFConfig:
@@ -59,6 +90,9 @@ class NSFConfig:
     batch_norm: bool = False
     linear: LinearKind = LinearKind.lu
     latent_dim: Optional[int] = None
+    #: images (C, H, W) only, where the vector fields above are ignored but latent_dim (and transform:
+    #: affine); defaults: funnels paper Table 7, CIFAR-10 5-bit (funnelrun/models/image_flows.py)
+    image: ImageFlowConfig = field(default_factory=ImageFlowConfig)
 
 
 @dataclass
@@ -82,6 +116,21 @@ class RealNVPConfig:
     dropout: float = 0.0
     actnorm: bool = False
     latent_dim: Optional[int] = None
+    #: images (C, H, W) only, where the vector fields above are ignored but latent_dim (and actnorm for RealNVP)
+    image: ImageFlowConfig = field(default_factory=ImageFlowConfig)
+
+
+@dataclass
+class RealNVPLDMaskConfig:
+    """RealNVP with log-det based masking (Das et al. 2019, Sec. 3.2.2): images only."""
+
+    _target_: str = "funnelrun.models.realnvp_ldmask.build_realnvp_ldmask"
+    actnorm: bool = False
+    latent_dim: Optional[int] = None
+    #: training steps of stage 1, the RealNVP without factor-out whose log-dets choose the masks
+    stage1_steps: int = 1000
+    #: factor_out must be true: the masks choose what is factored out
+    image: ImageFlowConfig = field(default_factory=lambda: ImageFlowConfig(factor_out=True))
 
 
 @dataclass
@@ -122,6 +171,13 @@ class VAEConfig:
     #: ReLU layers of the encoder and of the decoder (0: linear maps)
     depth: int = 3
     dropout: float = 0.0
+    #: images only: resnet (ResNet18-style convolutional, funnels A.8) or mlp on the flattened image
+    #: (A.9, Table 4: hidden_features=512, depth=3); both with a learned decoder std per channel
+    image_arch: ImageArch = ImageArch.resnet
+    #: resnet: output channels of each residual stage (every stage after the first halves H and W)
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    #: resnet: residual basic blocks per stage (ResNet18: 2)
+    blocks_per_stage: int = 2
 
 
 @dataclass
@@ -142,6 +198,11 @@ class VFlowConfig:
     q_steps: int = 1
     #: null: hidden_features
     q_hidden_features: Optional[int] = None
+    #: q's base is N(mu(x), sigma(x)) (a conditional Glow's learned prior) instead of N(0, I)
+    q_gaussian: bool = True
+    #: images (C, H, W) only, where the vector fields above are ignored but transform (affine or RQ
+    #: couplings): augment_channels, q(a | x) and the multi-scale p-network (funnelrun/models/image_vflow.py)
+    image: ImageVFlowConfig = field(default_factory=ImageVFlowConfig)
 
 
 @dataclass
@@ -203,7 +264,7 @@ class OptimConfig:
 
 @dataclass
 class EvalConfig:
-    #: save the 2-D density/sample figure (2-D data only)
+    #: save the 2-D density/sample figure (2-D data) or a sample grid, samples.png (image data)
     plot: bool = True
     #: samples drawn for figures
     num_samples: int = 10_000
@@ -222,6 +283,9 @@ class SampleConfig:
     num_samples: int = 1000
     #: each scales the std of every sampled Gaussian
     temperatures: list[float] = field(default_factory=lambda: [1.0])
+    #: image models that map data to their latent deterministically (flows, funnels): rows of
+    #: latent interpolations between pairs of test images, this many rows
+    interpolations: int = 0
     #: null: <checkpoint's run dir>/samples/<time>/
     out_dir: Optional[str] = None
 
@@ -241,6 +305,9 @@ class FunnelrunConfig:
     compile: bool = False
     #: null (train from scratch), "last" (resume this run directory), or a path to a .ckpt
     ckpt_path: Optional[str] = None
+    #: a run directory holding an interrupted run (checkpoint, no metrics.json) is resumed, so a
+    #: requeued SLURM job or the same command run again continues where it stopped
+    auto_resume: bool = True
     #: a short run name (W&B run name, report rows)
     name: str = "${hydra:runtime.choices.model}-${hydra:runtime.choices.data}"
 
@@ -250,9 +317,11 @@ def register_configs() -> None:
     cs.store(name="funnelrun_schema", node=FunnelrunConfig)
     cs.store(group="schema/data", name="plane", node=PlaneDataConfig)
     cs.store(group="schema/data", name="tabular", node=TabularDataConfig)
+    cs.store(group="schema/data", name="image", node=ImageDataConfig)
     cs.store(group="schema/model", name="nsf", node=NSFConfig)
     cs.store(group="schema/model", name="f_nsf", node=FNSFConfig)
     cs.store(group="schema/model", name="realnvp", node=RealNVPConfig)
+    cs.store(group="schema/model", name="realnvp_ldmask", node=RealNVPLDMaskConfig)
     cs.store(group="schema/model", name="glow", node=GlowConfig)
     cs.store(group="schema/model", name="f_glow", node=FGlowConfig)
     cs.store(group="schema/model", name="f_mlp", node=FMLPConfig)

@@ -1,5 +1,7 @@
-"""Data modules: 2-D plane datasets (seeded samplers, exact densities where known) and the MAF tabular sets."""
+"""Data modules: 2-D plane datasets (seeded samplers, exact densities where known), the MAF tabular sets
+and image sets (n-bit, dequantized)."""
 from funnelrun.data.base import FunnelDataModule, TensorRows
+from funnelrun.data.images import ImageDataModule
 from funnelrun.data.plane import (
     PLANE_SAMPLERS,
     TRUE_LOG_DENSITIES,
@@ -16,6 +18,7 @@ from funnelrun.data.uci import TabularDataModule
 
 __all__ = [
     "FunnelDataModule",
+    "ImageDataModule",
     "PLANE_SAMPLERS",
     "TRUE_LOG_DENSITIES",
     "PlaneDataModule",

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from funnelrun.data.sampler import StepBatchSampler
+from funnelrun.transforms.base import Transform
 
 
 class TensorRows(Dataset):
@@ -39,6 +40,8 @@ class FunnelDataModule(pl.LightningDataModule):
     bounds: Optional[tuple[tuple[float, float], tuple[float, float]]] = None
     #: exact log density of the generating process, when known (plane sets).
     true_log_density: Optional[Callable[[Tensor], Tensor]] = None
+    #: the training batch sampler (a subclass may key its batches, e.g. by step)
+    batch_sampler_class: type[StepBatchSampler] = StepBatchSampler
 
     def __init__(self, batch_size: int, eval_batch_size: int, seed: int, num_workers: int = 0):
         super().__init__()
@@ -61,12 +64,17 @@ class FunnelDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_and_world()
-        sampler = StepBatchSampler(
+        sampler = self.batch_sampler_class(
             len(self.train), self.batch_size, self.seed, start_step=self._start_step, rank=rank, world_size=world
         )
         # a private generator: creating loader iterators never draws from the global RNG
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(self.train, batch_sampler=sampler, num_workers=self.num_workers, generator=generator)
+
+    def preprocessing(self) -> list[Transform]:
+        """Bijective layers the model starts with (e.g. image rescaling and logit), so their Jacobian
+        is part of every log-likelihood; ``build_model`` prepends them. None by default."""
+        return []
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
         """Every example exactly once over all ranks: rank r takes examples r, r + N, ... (no

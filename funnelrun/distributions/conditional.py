@@ -6,6 +6,7 @@ Both implement ``log_prob(x, context) -> (batch,)``, ``sample(context, temperatu
 """
 from __future__ import annotations
 
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -64,19 +65,23 @@ class ConditionalDiagonalGaussian(nn.Module):
 
 class ConditionalFlow(nn.Module):
     """A normalizing flow over ``features`` dimensions conditioned on a context:
-    log p(x | c) = log N(T(x; c); 0, I) + log|det dT/dx| (funnels paper A.5, A.6)."""
+    log p(x | c) = log N(T(x; c); 0, I) + log|det dT/dx| (funnels paper A.5, A.6).
 
-    def __init__(self, features: int, transform: Transform):
+    ``shape`` is that of one x, ``(features,)`` unless given: images (``features`` channels, H, W)
+    for the image VFlow's q(a | x) (:mod:`funnelrun.models.image_vflow`)."""
+
+    def __init__(self, features: int, transform: Transform, shape: Optional[tuple[int, ...]] = None):
         super().__init__()
         self.features = features
         self.transform = transform
+        self.shape = (features,) if shape is None else tuple(shape)
 
     def log_prob(self, x: Tensor, context: Tensor) -> Tensor:
         z, logdet = self.transform(x, context)
         return standard_normal_log_prob(z) + logdet
 
     def sample(self, context: Tensor, temperature: float = 1.0) -> Tensor:
-        eps = temperature * torch.randn(context.shape[0], self.features, device=context.device, dtype=context.dtype)
+        eps = temperature * torch.randn(context.shape[0], *self.shape, device=context.device, dtype=context.dtype)
         return self.transform.inverse(eps, context)
 
     def sample_with_log_prob(self, context: Tensor) -> tuple[Tensor, Tensor]:

@@ -2,7 +2,9 @@
 
 Walks the model's layers on real test data and reports, as the last line of output, one JSON object:
 ``roundtrip_max_abs_err`` (bijections: inverse(forward(x)) vs x; funnels: their kept-part map and
-the right-inverse condition forward(inverse(z)) == z, funnels paper A.1), ``logdet_max_abs_err``
+the right-inverse condition forward(inverse(z)) == z, funnels paper A.1; on images the convolutional
+funnel's per-tile kept map x_+ -> J x_+ + W' x_- + b and its right inverse, and the max-pool
+surjection's right inverse), ``logdet_max_abs_err``
 (reported log-dets against the autograd Jacobian on every bijective part) and ``density_integral``
 (2-D data: the model density integrated over a grid holding the data; null otherwise, and null for
 models that only give a bound) and ``exact``.
@@ -20,7 +22,9 @@ from funnelrun.distributions.conditional import ConditionalFlow
 from funnelrun.evaluation.exactness import density_integral_2d, logdet_max_abs_err, roundtrip_max_abs_err
 from funnelrun.evaluation.loading import load_model
 from funnelrun.models.flow import Flow
+from funnelrun.surjections.conv_funnel import ConvFunnel
 from funnelrun.surjections.funnel import Funnel
+from funnelrun.surjections.maxpool import MaxPool
 from funnelrun.transforms.base import Transform
 
 #: examples used for the (per-example, quadratic-cost) autograd Jacobians
@@ -33,15 +37,32 @@ def _check_bijection(t: Transform, x: Tensor, context: Optional[Tensor], errs: d
     errs["logdet"] = max(errs["logdet"], logdet_max_abs_err(t, x[:n], None if context is None else context[:n]))
 
 
+@torch.no_grad()
+def _check_right_inverse(layer: Transform, h: Tensor, errs: dict[str, float]) -> None:
+    """max |forward(inverse(z)) - z| for a surjection (funnels paper A.1)."""
+    z, _ = layer(h)
+    z_again, _ = layer(layer.inverse(z))
+    errs["roundtrip"] = max(errs["roundtrip"], (z_again - z).abs().max().item())
+
+
 def _check_funnel(layer: Funnel, h: Tensor, errs: dict[str, float]) -> None:
     x_dropped, x_kept = h[:, : layer.dropped], h[:, layer.dropped :]
     if layer.transform is not None:
         _check_bijection(layer.transform, x_kept, x_dropped, errs)
-    z, _ = layer(h)
     if isinstance(layer.conditional, ConditionalFlow):
+        with torch.no_grad():
+            z, _ = layer(h)
         _check_bijection(layer.conditional.transform, x_dropped, z, errs)
-    z_again, _ = layer(layer.inverse(z))
-    errs["roundtrip"] = max(errs["roundtrip"], (z_again - z).abs().max().item())
+    _check_right_inverse(layer, h, errs)
+
+
+def _check_conv_funnel(layer: ConvFunnel, h: Tensor, errs: dict[str, float]) -> None:
+    """The kept map per tile (rows x_+ with context x_-: round trip, log|det J| by autograd) and the
+    right inverse of the whole layer."""
+    dropped, kept = layer.split(h)
+    rows, context = kept.movedim(1, -1).flatten(0, 2), layer.per_pixel(dropped).flatten(0, 2)
+    _check_bijection(layer.kept_map, rows, context, errs)
+    _check_right_inverse(layer, h, errs)
 
 
 def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> dict[str, Optional[float]]:
@@ -54,6 +75,10 @@ def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> 
             _check_bijection(layer, h, None, errs)
         elif isinstance(layer, Funnel):
             _check_funnel(layer, h, errs)
+        elif isinstance(layer, ConvFunnel):
+            _check_conv_funnel(layer, h, errs)
+        elif isinstance(layer, MaxPool):
+            _check_right_inverse(layer, h, errs)
         with torch.no_grad():
             h, _ = layer(h)
     integral = None  # a bound's exp(ELBO) is no density: nothing to integrate

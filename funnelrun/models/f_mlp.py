@@ -18,12 +18,14 @@ output widths ending at ``latent_dim``.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 from funnelrun.distributions.conditional import ConditionalDiagonalGaussian
 from funnelrun.models.flow import Flow
 from funnelrun.surjections.funnel_mlp import FunnelMLP
 from funnelrun.transforms.base import Transform
+from funnelrun.transforms.flatten import Flatten
 from funnelrun.transforms.linear import LULinear, RandomPermutation
 from funnelrun.transforms.splines import RQSpline
 
@@ -86,11 +88,16 @@ def build_f_mlp(
     tail_bound: float = 2.0,
     conditional_hidden_features: int = 128,
 ) -> Flow:
-    """An F-MLP from vectors of ``data_shape == (D,)`` to a ``latent_dim``-D standard normal.
+    """An F-MLP from vectors of ``data_shape == (D,)`` to a ``latent_dim``-D standard normal; images
+    (C, H, W) are flattened first (funnels paper A.9: widths 768, 512, 256, 128, 64, L; 5 bins, tail 4).
 
     ``widths``: the output width of each layer (default: :func:`a6_widths`). Raises ``ValueError``
     for a latent size outside 1..D or widths that grow or do not end at ``latent_dim``.
     """
+    if len(data_shape) == 3:  # images: flatten, then the vector F-MLP (funnels paper A.9)
+        vector = build_f_mlp((math.prod(data_shape),), latent_dim=latent_dim, widths=widths, num_bins=num_bins,
+                             tail_bound=tail_bound, conditional_hidden_features=conditional_hidden_features)
+        return Flow([Flatten(data_shape), *vector.transform.transforms], data_shape)
     (features,) = data_shape
     widths = a6_widths(features, latent_dim) if widths is None else list(widths)
     _check_widths(features, latent_dim, widths)

@@ -10,11 +10,13 @@ ReLU layers of 128 units, A.6).
 """
 from __future__ import annotations
 
+import math
 from enum import Enum
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from funnelrun.distributions.conditional import ConditionalDiagonalGaussian, ConditionalFlow
 from funnelrun.models.flow import Flow
+from funnelrun.models.image_f_nsf import build_image_f_nsf
 from funnelrun.models.nsf import LinearKind, SplineKind, flow_steps, spline_layer
 from funnelrun.surjections.funnel import Funnel
 from funnelrun.transforms.base import CompositeTransform
@@ -64,9 +66,20 @@ def build_f_nsf(
     conditional_hidden_features: Optional[int] = None,
     conditional_bins: Optional[int] = None,
     actnorm: bool = False,
+    image: Optional[Mapping[str, Any]] = None,
 ) -> Flow:
     """F-NSF on vectors of ``data_shape == (D,)``; ``transform="affine"`` with ``actnorm=True`` is
-    F-Glow (:mod:`funnelrun.models.glow`). ``actnorm`` also applies to the conditional flow."""
+    F-Glow (:mod:`funnelrun.models.glow`). ``actnorm`` also applies to the conditional flow.
+
+    On images ``data_shape == (C, H, W)`` it is the convolutional F-NSF of
+    :mod:`funnelrun.models.image_f_nsf` with the ``image`` settings; of the other arguments only
+    ``latent_dim`` (or ``dim_reduction``) and ``transform="affine"`` (F-Glow) are read."""
+    if len(data_shape) == 3:
+        if dim_reduction is not None:
+            features = math.prod(data_shape)
+            latent_dim = features - resolve_dim_reduction(features, latent_dim, dim_reduction)
+        return build_image_f_nsf(data_shape, affine=SplineKind(transform) is SplineKind.affine,
+                                 latent_dim=latent_dim, image=image)
     (features,) = data_shape
     dropped = resolve_dim_reduction(features, latent_dim, dim_reduction)
     kept = features - dropped

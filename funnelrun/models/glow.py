@@ -13,13 +13,19 @@
 The builders pass their other keyword arguments (``num_steps``, ``hidden_features``, ``num_blocks``,
 ``dropout``, ``latent_dim``, and for F-Glow ``dim_reduction``, ``conditional``, ...) to the NSF and
 F-NSF builders, whose spline-only arguments an affine coupling ignores.
+
+On images (C, H, W) the builders take the ``image`` settings instead (:mod:`funnelrun.models.image_flows`):
+Glow is the multi-scale NSF architecture with affine couplings (the funnels paper's Table 2
+"baseline"), F-Glow the convolutional F-NSF with affine couplings, RealNVP the multi-scale RealNVP
+with checkerboard and channel masks.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from funnelrun.models.f_nsf import build_f_nsf
 from funnelrun.models.flow import Flow
+from funnelrun.models.image_flows import build_image_realnvp
 from funnelrun.models.nsf import LinearKind, SplineKind, build_nsf
 
 
@@ -28,9 +34,14 @@ def build_glow(data_shape: tuple[int, ...], *, actnorm: bool = True, **kwargs: A
     return build_nsf(data_shape, transform=SplineKind.affine, actnorm=actnorm, **kwargs)
 
 
-def build_realnvp(data_shape: tuple[int, ...], *, actnorm: bool = False, **kwargs: Any) -> Flow:
+def build_realnvp(
+    data_shape: tuple[int, ...], *, actnorm: bool = False, image: Optional[Mapping[str, Any]] = None, **kwargs: Any
+) -> Flow:
     """RealNVP on vectors: Glow without permutations or LU-linears (alternating masks only) and, by
-    default, without ActNorm."""
+    default, without ActNorm. On images (C, H, W): the multi-scale RealNVP of
+    :func:`~funnelrun.models.image_flows.build_image_realnvp` with the ``image`` settings."""
+    if len(data_shape) == 3:
+        return build_image_realnvp(data_shape, actnorm=actnorm, latent_dim=kwargs.get("latent_dim"), image=image)
     return build_glow(data_shape, linear=LinearKind.none, actnorm=actnorm, **kwargs)
 
 

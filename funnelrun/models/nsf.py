@@ -8,9 +8,10 @@ builds Glow-style steps (``kind="affine"``, ``actnorm=True``) for the other vect
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from funnelrun.models.flow import Flow
+from funnelrun.models.image_flows import build_image_nsf
 from funnelrun.transforms.autoregressive import RQSplineAutoregressive
 from funnelrun.transforms.base import Transform
 from funnelrun.transforms.actnorm import ActNorm
@@ -107,9 +108,17 @@ def build_nsf(
     linear: LinearKind | str = LinearKind.lu,
     latent_dim: Optional[int] = None,
     actnorm: bool = False,
+    image: Optional[Mapping[str, Any]] = None,
 ) -> Flow:
     """A dimension-preserving NSF on vectors of ``data_shape == (D,)``; with ``transform="affine"``
-    and ``actnorm=True`` it is Glow, see :mod:`funnelrun.models.glow`."""
+    and ``actnorm=True`` it is Glow, see :mod:`funnelrun.models.glow`.
+
+    On images ``data_shape == (C, H, W)`` it is the multi-scale NSF (C) of
+    :mod:`funnelrun.models.image_flows` with the ``image`` settings; of the other arguments only
+    ``latent_dim`` and ``transform="affine"`` (affine couplings: the Table 2 baseline) are read."""
+    if len(data_shape) == 3:
+        return build_image_nsf(data_shape, affine=SplineKind(transform) is SplineKind.affine, latent_dim=latent_dim,
+                               image=image)
     (features,) = data_shape
     if latent_dim is not None and latent_dim != features:
         raise ValueError(

@@ -11,16 +11,22 @@ LU-linear and affine coupling steps closed by an LU-linear), the baseline of the
 q(a | x) has no ActNorm and no dropout: it is sampled in the inverse direction and scored in the
 forward one, so a data-dependent initialisation or a dropout mask would differ between the two passes
 and log q would not be the density a was drawn from.
+
+On images (C, H, W) it is the image VFlow of :mod:`funnelrun.models.image_vflow` with the ``image``
+settings (augmented channels, multi-scale p-network); of the other arguments only ``transform``
+applies there (affine: Glow-style couplings, else RQ splines).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from funnelrun.distributions.conditional import ConditionalFlow
 from funnelrun.models.flow import Flow
+from funnelrun.models.image_vflow import build_image_vflow
 from funnelrun.models.nsf import LinearKind, SplineKind, flow_steps
 from funnelrun.surjections.augment import Augment
 from funnelrun.transforms.base import CompositeTransform, Transform
+from funnelrun.transforms.conditional_affine import ConditionalAffine
 from funnelrun.transforms.linear import LULinear
 
 
@@ -39,19 +45,27 @@ def build_vflow(
     linear: LinearKind | str = LinearKind.lu,
     q_steps: int = 1,
     q_hidden_features: Optional[int] = None,
+    q_gaussian: bool = True,
+    image: Optional[Mapping[str, Any]] = None,
 ) -> Flow:
     """VFlow on vectors of ``data_shape == (D,)``: ``num_steps`` steps of width D + ``augment_dim``
-    (the p-network) after ``q_steps`` conditional steps for q(a | x) (the q-network, §5: one step)."""
+    (the p-network) after ``q_steps`` conditional steps for q(a | x) (the q-network, §5: one step),
+    on a conditional Gaussian N(mu(x), sigma(x)) when ``q_gaussian`` (a conditional Glow's learned
+    prior), else on N(0, I).
+    On images ``data_shape == (C, H, W)``: :func:`~funnelrun.models.image_vflow.build_image_vflow`."""
+    if len(data_shape) == 3:
+        return build_image_vflow(data_shape, affine=SplineKind(transform) is SplineKind.affine, image=image)
     (features,) = data_shape
     if augment_dim < 0:
         raise ValueError(f"augment_dim must be >= 0, got {augment_dim}")
     step = dict(kind=transform, num_blocks=num_blocks, num_bins=num_bins, tail_bound=tail_bound, linear=linear)
     layers: list[Transform] = []
     if augment_dim > 0:
-        q_transform = CompositeTransform(
-            flow_steps(q_steps, augment_dim, context_features=features,
-                       hidden_features=q_hidden_features or hidden_features, **step)
-        )
+        q_layers = flow_steps(q_steps, augment_dim, context_features=features,
+                              hidden_features=q_hidden_features or hidden_features, **step)
+        if q_gaussian:
+            q_layers.append(ConditionalAffine(augment_dim, features, q_hidden_features or hidden_features))
+        q_transform = CompositeTransform(q_layers)
         layers.append(Augment(ConditionalFlow(augment_dim, q_transform)))
     width = features + augment_dim
     layers += flow_steps(num_steps, width, actnorm=actnorm, hidden_features=hidden_features, dropout=dropout, **step)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -37,3 +39,68 @@ class CheckpointOnInterrupt(Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
             trainer.save_checkpoint(self.path)
+
+
+class StopSignal(Exception):
+    """Training stopped at a step boundary on a signal, after saving a checkpoint."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class CheckpointOnSignal(Callback):
+    """On SIGUSR1 or SIGUSR2 (what SLURM sends ahead of a time limit or a preemption: ``--signal=
+    USR1@90`` by hand, USR2 from submitit, ``hydra/launcher=slurm``), save ``<dirpath>/last.ckpt``
+    at the next step boundary, then pass the signal on to the handler installed before it
+    (submitit's checkpoint-and-requeue) or, with none, stop the run as SIGTERM does. Either way a
+    relaunch of the job resumes there (``auto_resume``).
+
+    Under DDP the ranks agree on the flag (an all-reduce every ``ddp_check_every`` steps), so they
+    save together wherever the signal arrived.
+    """
+
+    def __init__(self, dirpath: Path, signums: tuple[int, ...] = (signal.SIGUSR1, signal.SIGUSR2),
+                 ddp_check_every: int = 20):
+        super().__init__()
+        self.path = Path(dirpath) / "last.ckpt"
+        self.signums = signums
+        self.ddp_check_every = ddp_check_every
+        self.received: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = {s: signal.signal(s, self._note) for s in self.signums}
+
+    def _restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+    def _stop_now(self, trainer: pl.Trainer) -> bool:
+        if trainer.world_size == 1:
+            return self.received is not None
+        if trainer.global_step % self.ddp_check_every:
+            return False
+        return bool(trainer.strategy.reduce_boolean_decision(self.received is not None, all=False))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if not self._stop_now(trainer):
+            return
+        trainer.save_checkpoint(self.path)
+        signum = self.received if self.received is not None else self.signums[0]
+        previous = self._previous.get(signum)
+        self._restore()
+        if callable(previous):
+            previous(signum, None)  # submitit: requeue this job, then exit
+        raise StopSignal(signum)

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -21,10 +22,21 @@ from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import RunInterrupted
 from funnelrun.evaluation.importance import log_density
 from funnelrun.models.flow import Flow
-from funnelrun.training.callbacks import CheckpointOnInterrupt, FiniteModelCheckpoint
+from funnelrun.training.callbacks import (
+    CheckpointOnInterrupt,
+    CheckpointOnSignal,
+    FiniteModelCheckpoint,
+    StopSignal,
+)
 from funnelrun.training.checkpoint import FINGERPRINT_KEY, check_compatible, read_checkpoint, resolve_ckpt_path
 from funnelrun.training.module import DensityEstimator
-from funnelrun.training.run_dir import CHECKPOINT_DIR, METRICS_FILE, prepare_run_dir, write_json_atomic
+from funnelrun.training.run_dir import (
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    interrupted,
+    prepare_run_dir,
+    write_json_atomic,
+)
 from funnelrun.validation import validate_config
 
 
@@ -33,15 +45,26 @@ def build_data(cfg: DictConfig) -> FunnelDataModule:
 
 
 def build_model(cfg: DictConfig, datamodule: FunnelDataModule) -> Flow:
-    return instantiate(cfg.model, data_shape=datamodule.data_shape)
+    """The configured model, starting with the data's preprocessing layers (e.g. image rescale +
+    logit), so their Jacobian is in every log-likelihood and BPD. They preserve the dimension, so
+    ``latent_dim`` is unchanged."""
+    model = instantiate(cfg.model, data_shape=datamodule.data_shape)
+    for position, layer in enumerate(datamodule.preprocessing()):
+        model.transform.transforms.insert(position, layer)
+    return model
 
 
 def fingerprint(cfg: DictConfig, datamodule: FunnelDataModule) -> dict[str, Any]:
     """What a checkpoint must match to be loaded into this run."""
-    return {
+    stamp = {
         "model": OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True),
         "data_shape": list(datamodule.data_shape),
     }
+    if datamodule.bits is not None:
+        # images: the preprocessing layers are part of the model, though they hold no weights
+        stamp["bits"] = datamodule.bits
+        stamp["preprocessing"] = [repr(layer) for layer in datamodule.preprocessing()]
+    return stamp
 
 
 class _FingerprintedModule(DensityEstimator):
@@ -65,6 +88,10 @@ def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     for key in ("limit_val_batches", "limit_test_batches"):
         if kwargs[key] is None:
             del kwargs[key]
+    if SLURMEnvironment.detect():
+        # submitit (hydra/launcher=slurm) requeues on its signal after CheckpointOnSignal has saved;
+        # Lightning's own SLURM requeue on SIGUSR1 would race them
+        kwargs["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     return kwargs
 
 
@@ -76,8 +103,13 @@ warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that end
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, test on the whole test split with the best-by-validation weights, write outputs."""
     validate_config(cfg)
-    resume_here = cfg.ckpt_path == "last"
-    ckpt = resolve_ckpt_path(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
+    ckpt_path = cfg.ckpt_path
+    if ckpt_path is None and cfg.auto_resume and interrupted(run_dir):
+        # a relaunch of a stopped job (SLURM requeue, or the same command again) continues it
+        print(f"resuming the interrupted run in {run_dir} from its last checkpoint (auto_resume=true)", flush=True)
+        ckpt_path = "last"
+    resume_here = ckpt_path == "last"
+    ckpt = resolve_ckpt_path(ckpt_path, run_dir) if ckpt_path is not None else None
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_data(cfg)
     model = build_model(cfg, datamodule)
@@ -86,6 +118,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         check_compatible(ckpt, read_checkpoint(ckpt), stamp)
     if rank_zero_only.rank == 0:  # DDP ranks > 0 re-run this command inside the same run
         prepare_run_dir(run_dir, cfg, resume_here=resume_here)
+    if "stage1_steps" in cfg.model and ckpt is None:
+        # RealNVP with log-det masking (Das et al. 2019, Sec. 3.2.2): stage 1 chooses this model's
+        # masks; a resumed stage 2 gets them from its checkpoint (they are buffers)
+        from funnelrun.training.ldmask import fit_masks
+
+        fit_masks(cfg, run_dir, model, datamodule)
 
     module = _FingerprintedModule(
         model,
@@ -112,7 +150,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     trainer = pl.Trainer(
         **_trainer_kwargs(cfg),
-        callbacks=[checkpointing, CheckpointOnInterrupt(run_dir / CHECKPOINT_DIR)],
+        callbacks=[
+            checkpointing,
+            CheckpointOnInterrupt(run_dir / CHECKPOINT_DIR),
+            CheckpointOnSignal(run_dir / CHECKPOINT_DIR),
+        ],
         logger=logger,
         default_root_dir=str(run_dir),
     )
@@ -140,18 +182,22 @@ def _fit_and_test(
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
-    except SIGTERMException as exc:
+    except (SIGTERMException, StopSignal) as exc:
+        name = str(exc) if isinstance(exc, StopSignal) else "SIGTERM"
         raise RunInterrupted(
-            f"stopped by SIGTERM at step {trainer.global_step}; its state is saved in "
-            f"{run_dir / CHECKPOINT_DIR / 'last.ckpt'}. Resume with: funnelrun <same overrides> "
-            f"hydra.run.dir={run_dir} ckpt_path=last"
+            f"stopped by {name} at step {trainer.global_step}; its state is saved in "
+            f"{run_dir / CHECKPOINT_DIR / 'last.ckpt'}. Resume by running the same command with "
+            f"hydra.run.dir={run_dir} (auto_resume), or add ckpt_path=last"
         ) from exc
     train_seconds = time.perf_counter() - start
 
     best = checkpointing.best_model_path or None
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
 
+    best_val = checkpointing.best_model_score
     metrics = {
+        # the best validation NLL (the checkpoint tested): what hyperparameter sweeps minimise
+        "val/nll": float(best_val) if best_val is not None else None,
         "test/nll": module.results["test/nll"],
         "test/bpd": module.results["test/bpd"],
         "test/examples": module.results["test/examples"],
@@ -173,6 +219,8 @@ def _fit_and_test(
         return metrics
     if datamodule.data_dim == 2 and cfg.eval.plot:
         metrics["density_plot"] = str(_plot_2d(cfg, model, datamodule, run_dir, logger))
+    if len(datamodule.data_shape) == 3 and cfg.eval.plot:
+        metrics["sample_grid"] = str(_sample_grid(model, datamodule, run_dir, logger))
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             print(f"warning: {key} is {value}", file=sys.stderr)
@@ -202,6 +250,19 @@ def _plot_2d(cfg: DictConfig, model: Flow, datamodule: FunnelDataModule, run_dir
     )
     if isinstance(logger, WandbLogger):
         logger.log_image(key="density", images=[str(path)])
+    return path
+
+
+def _sample_grid(model: Flow, datamodule: FunnelDataModule, run_dir: Path, logger: Any) -> Path:
+    """An 8x8 grid of model samples at temperature 1 as n-bit images (``samples.png``)."""
+    from funnelrun.evaluation.image_grid import save_image_grid
+
+    model.eval()
+    with torch.no_grad():
+        samples = model.sample(64)
+    path = save_image_grid(samples, datamodule.bits, run_dir / "samples.png")
+    if isinstance(logger, WandbLogger):
+        logger.log_image(key="samples", images=[str(path)])
     return path
 
 

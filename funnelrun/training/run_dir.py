@@ -40,6 +40,12 @@ def holds_run(run_dir: Path) -> bool:
     return (run_dir / CONFIG_FILE).exists() or (run_dir / CHECKPOINT_DIR).exists() or (run_dir / METRICS_FILE).exists()
 
 
+def interrupted(run_dir: Path) -> bool:
+    """The directory holds a run that saved a checkpoint but never finished (no metrics.json): a
+    job stopped by SIGTERM/SIGUSR1, a timeout or a preemption, that a relaunch continues."""
+    return (run_dir / CHECKPOINT_DIR / "last.ckpt").is_file() and not (run_dir / METRICS_FILE).exists()
+
+
 def prepare_run_dir(run_dir: Path, cfg: DictConfig, resume_here: bool) -> None:
     """Refuse to write into an earlier run's directory unless resuming it; save the resolved config."""
     if not os.access(run_dir, os.W_OK):
@@ -51,9 +57,25 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig, resume_here: bool) -> None:
                 f"({CONFIG_FILE} missing); pass hydra.run.dir=<the run's directory>"
             )
         return
+    config_text = OmegaConf.to_yaml(cfg, resolve=True)
+    if _started_without_checkpoint(run_dir, config_text):
+        print(f"restarting the run in {run_dir}: it stopped before its first checkpoint", flush=True)
+        return
     if holds_run(run_dir):
         raise FunnelrunError(
             f"{run_dir} already holds a run; funnelrun never writes into an earlier run's directory. "
             "Leave hydra.run.dir unset for a fresh directory, or resume that run with ckpt_path=last"
         )
-    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    write_atomic(run_dir / CONFIG_FILE, config_text)
+
+
+def _started_without_checkpoint(run_dir: Path, config_text: str) -> bool:
+    """The same job (identical resolved config) started here and stopped before saving anything to
+    resume from: starting it again loses nothing (logs go to a new version directory)."""
+    config = run_dir / CONFIG_FILE
+    return (
+        config.is_file()
+        and config.read_text() == config_text
+        and not (run_dir / CHECKPOINT_DIR / "last.ckpt").exists()
+        and not (run_dir / METRICS_FILE).exists()
+    )

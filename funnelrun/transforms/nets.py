@@ -1,6 +1,7 @@
-"""Conditioner networks: a residual MLP and MADE (Germain et al. 2015), as in nflows.
+"""Conditioner networks: a residual MLP, a residual convolutional net for images, and MADE
+(Germain et al. 2015), as in nflows.
 
-Both take an optional ``context`` (batch, context_features); a network built without
+The vector networks take an optional ``context`` (batch, context_features); a network built without
 ``context_features`` ignores it, one built with them requires it.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ def _require_context(context: Optional[Tensor]) -> Tensor:
     return context
 
 
-def _near_zero_(layer: nn.Linear) -> None:
+def _near_zero_(layer: nn.Linear | nn.Conv2d) -> None:
     """Initialise a block's last layer near zero so the block starts close to the identity."""
     nn.init.uniform_(layer.weight, -1e-3, 1e-3)
     nn.init.uniform_(layer.bias, -1e-3, 1e-3)
@@ -174,3 +175,46 @@ class MADE(nn.Module):
         for block in self.blocks:
             h = block(h, context)
         return self.final_layer(h)
+
+
+class ConvResidualBlock(nn.Module):
+    """x + Conv3x3(Dropout(ReLU(BN(Conv3x3(ReLU(BN(x))))))) on images (nflows ``ConvResidualBlock``)."""
+
+    def __init__(self, channels: int, dropout: float = 0.0, use_batch_norm: bool = False):
+        super().__init__()
+        norm = (lambda: nn.BatchNorm2d(channels, eps=1e-3)) if use_batch_norm else nn.Identity
+        self.norm_0 = norm()
+        self.conv_0 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.norm_1 = norm()
+        self.dropout = nn.Dropout(dropout)
+        self.conv_1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        _near_zero_(self.conv_1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv_0(F.relu(self.norm_0(x)))
+        h = self.conv_1(self.dropout(F.relu(self.norm_1(h))))
+        return x + h
+
+
+class ConvResidualNet(nn.Module):
+    """Residual conv net: Conv1x1 -> residual blocks -> Conv1x1 (nflows ``ConvResidualNet``), the
+    conditioner of the image coupling layers of NSF (Durkan et al. 2019, Sec. 5.3; funnels A.8)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        num_blocks: int = 2,
+        dropout: float = 0.0,
+        use_batch_norm: bool = False,
+    ):
+        super().__init__()
+        self.initial_layer = nn.Conv2d(in_channels, hidden_channels, kernel_size=1)
+        self.blocks = nn.Sequential(
+            *(ConvResidualBlock(hidden_channels, dropout, use_batch_norm) for _ in range(num_blocks))
+        )
+        self.final_layer = nn.Conv2d(hidden_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.final_layer(self.blocks(self.initial_layer(x)))

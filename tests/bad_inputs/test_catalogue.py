@@ -190,3 +190,65 @@ def test_bad_data_files(run_cli, earlier, tmp_path, name, dataset, file, fragmen
     model_only = [o for o in TINY_NSF if not o.startswith("data.")]
     result = run_cli(earlier, *model_only, "model=nsf", f"data={dataset}", f"data.data_dir={data_dir}", "ckpt_path=last")
     _assert_clear_failure(result, fragments, earlier, before)
+
+
+def _image_data_faults():
+    """(id, data option, files written under data_dir, fragments): every other file of the set is intact."""
+    import gzip
+    import pickle
+    import struct
+
+    import numpy as np
+
+    def idx(magic: int, n: int = 2) -> bytes:
+        return struct.pack(">iiii", magic, n, 28, 28) + bytes(n * 28 * 28)
+
+    def cifar(n: int = 2) -> bytes:
+        return pickle.dumps({b"data": np.zeros((n, 3072), np.uint8), b"labels": [0] * n}, protocol=2)
+
+    def npz(n: int = 2) -> bytes:
+        return _npz(data=np.zeros((n, 3072), np.uint8))
+
+    cifar_files = {f"cifar-10-batches-py/data_batch_{k}": cifar() for k in range(1, 6)}
+    imagenet_files = {f"imagenet32/train_data_batch_{k}.npz": npz() for k in range(1, 11)}
+    return [
+        ("corrupt IDX", "mnist",
+         {"MNIST/raw/train-images-idx3-ubyte": idx(2049),
+          "MNIST/raw/t10k-images-idx3-ubyte.gz": gzip.compress(idx(2051))},
+         ["MNIST/raw/train-images-idx3-ubyte", "magic number 2049"]),
+        ("corrupt CIFAR pickle", "cifar10_8bit",
+         {**cifar_files, "cifar-10-batches-py/data_batch_2": b"\x80\x02garbage",
+          "cifar-10-batches-py/test_batch": cifar()},
+         ["cifar-10-batches-py/data_batch_2", "not a CIFAR-10 pickle batch"]),
+        ("corrupt npz", "imagenet32_5bit",
+         {**imagenet_files, "imagenet32/train_data_batch_4.npz": npz()[:100],
+          "imagenet32/val_data.npz": npz()},
+         ["imagenet32/train_data_batch_4.npz", "not a readable npz"]),
+        ("missing image data directory", "cifar10_5bit", {},
+         ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch", "cs.toronto.edu",
+          "data.download=true"]),
+    ]
+
+
+def _npz(**arrays) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "dataset,files,fragments", [f[1:] for f in _image_data_faults()], ids=[f[0] for f in _image_data_faults()]
+)
+def test_bad_image_files(run_cli, earlier, tmp_path, dataset, files, fragments):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for rel, data in files.items():
+        _write_bytes(data_dir, rel, data)
+    before = _snapshot(earlier)
+    model_only = [o for o in TINY_NSF if not o.startswith("data.")]
+    result = run_cli(earlier, *model_only, "model=nsf", f"data={dataset}", f"data.data_dir={data_dir}", "ckpt_path=last")
+    _assert_clear_failure(result, fragments, earlier, before)

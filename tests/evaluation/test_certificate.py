@@ -4,9 +4,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from conftest import TINY, TINY_NSF
 from funnelrun.cli import check_main
+from funnelrun.evaluation.certificate import certify
+from funnelrun.models.image_f_nsf import build_image_f_nsf
+from funnelrun.surjections.conv_funnel import ConvFunnel
+from funnelrun.surjections.maxpool import MaxPool
 
 
 def _last_json(capsys) -> dict:
@@ -53,3 +58,44 @@ def test_check_of_a_bound_model_reports_no_density_integral(capsys):
     check_main(["model=vae", "model.hidden_features=8", "model.depth=1", *[o for o in TINY if o.startswith("data.")]])
     result = _last_json(capsys)
     assert result["exact"] is False and result["density_integral"] is None
+
+
+# -- images: the convolutional funnel and the max-pool surjection ----------------------------------
+DIGITS_TINY_IMAGE = [
+    "data=digits", "model.image.levels=1", "model.image.steps_per_level=1", "model.image.hidden_channels=8",
+    "model.image.num_res_blocks=1",
+]
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("funnel", ["conv", "maxpool"])
+def test_check_of_an_image_funnel_model(capsys, funnel):
+    check_main(["model=f_nsf", "model.latent_dim=null", f"model.image.funnel={funnel}",
+                "model.image.conditional_hidden_features=8", *DIGITS_TINY_IMAGE])
+    result = _last_json(capsys)
+    assert result["exact"] is True and result["density_integral"] is None  # 64-D data: no grid
+    assert result["roundtrip_max_abs_err"] < 1e-4
+    assert result["logdet_max_abs_err"] < 1e-3
+
+
+FUNNEL_KINDS = {ConvFunnel: "conv", MaxPool: "maxpool"}
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("funnel", [ConvFunnel, MaxPool])
+def test_check_catches_an_image_funnel_that_is_no_right_inverse(monkeypatch, funnel):
+    model = build_image_f_nsf((1, 8, 8), image=dict(levels=1, steps_per_level=1, hidden_channels=8, num_res_blocks=1,
+                                                    conditional_hidden_features=8, funnel=FUNNEL_KINDS[funnel]))
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert certify(model, x)["roundtrip_max_abs_err"] < 1e-4
+    inverse = funnel.inverse
+    monkeypatch.setattr(funnel, "inverse", lambda self, z, *args, **kwargs: inverse(self, z, *args, **kwargs) + 0.1)
+    assert certify(model, x)["roundtrip_max_abs_err"] > 0.05
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_check_of_an_image_vflow_reports_a_bound(capsys):
+    check_main(["model=vflow", "model.image.augment_channels=1", "model.image.q_hidden_channels=8", *DIGITS_TINY_IMAGE])
+    result = _last_json(capsys)
+    assert result["exact"] is False and result["density_integral"] is None
+    assert result["roundtrip_max_abs_err"] < 1e-4 and result["logdet_max_abs_err"] < 1e-3

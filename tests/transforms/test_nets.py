@@ -97,3 +97,16 @@ def test_made_batch_norm_runs_in_both_modes():
     assert made(x).shape == (10, 3)
     made.eval()
     assert made(x[:1]).shape == (1, 3)
+
+
+def test_conv_residual_net_shapes_batch_norm_and_near_identity_blocks():
+    from funnelrun.transforms.nets import ConvResidualNet
+
+    torch.manual_seed(0)
+    net = ConvResidualNet(3, 10, hidden_channels=8, num_blocks=2, dropout=0.2, use_batch_norm=True)
+    x = torch.randn(4, 3, 5, 6)
+    assert net(x).shape == (4, 10, 5, 6)
+    net.eval()
+    assert net(x[:1]).shape == (1, 10, 5, 6)
+    h = net.initial_layer(x)
+    assert (net.blocks(h) - h).abs().max() < 0.1  # each block's last convolution starts near zero

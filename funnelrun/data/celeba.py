@@ -1,0 +1,74 @@
+"""CelebA (Liu et al. 2015) at 64x64, in torchvision's layout.
+
+``<root>/celeba/img_align_celeba/*.jpg`` (the aligned and cropped 178x218 images) and
+``<root>/celeba/list_eval_partition.txt`` (lines ``000001.jpg 0``: 0 train, 1 validation, 2 test,
+the official splits: 162,770 / 19,867 / 19,962 images). Each image is centre-cropped to 148x148 and
+resized to 64x64 (bilinear, PIL), as in Das et al. 2019, §4 "Pre-processing".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from funnelrun.data.image_files import ImageSplits, corrupt_file, missing_files
+from funnelrun.errors import FunnelrunError
+
+FOLDER = "celeba"
+IMAGES = "img_align_celeba"
+PARTITION = "list_eval_partition.txt"
+SOURCE = (
+    "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped Images: img_align_celeba.zip, unpacked "
+    "into <data_dir>/celeba/, and Eval/list_eval_partition.txt)"
+)
+CROP = 148
+SIZE = 64
+#: partition labels of list_eval_partition.txt
+TRAIN, VAL, TEST = 0, 1, 2
+
+
+def read_partition(path: Path) -> dict[int, list[str]]:
+    """Image file names per split label, in file order."""
+    splits: dict[int, list[str]] = {TRAIN: [], VAL: [], TEST: []}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise corrupt_file(path, f"line {number} is {line!r}, expected '<image>.jpg <0|1|2>'")
+        splits[int(fields[1])].append(fields[0])
+    empty = [label for label, names in splits.items() if not names]
+    if empty:
+        raise corrupt_file(path, f"no image in split(s) {empty} (0 train, 1 validation, 2 test)")
+    return splits
+
+
+def read_celeba_image(path: Path) -> np.ndarray:
+    """One image, centre-cropped to 148x148 and resized to 64x64: uint8 (3, 64, 64)."""
+    if not path.is_file():
+        raise FunnelrunError(f"{path} is listed in {PARTITION} but not found (is {IMAGES} completely unpacked?)")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:  # missing, truncated or not an image
+        raise corrupt_file(path, f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    width, height = image.size
+    if min(width, height) < CROP:
+        raise corrupt_file(path, f"{width}x{height} pixels, smaller than the {CROP}x{CROP} centre crop")
+    left, top = round((width - CROP) / 2), round((height - CROP) / 2)  # torchvision's CenterCrop
+    image = image.crop((left, top, left + CROP, top + CROP)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def load_celeba(data_dir: str | Path) -> ImageSplits:
+    """The official train / validation / test splits, (N, 3, 64, 64) uint8 (decodes every JPEG: minutes)."""
+    folder = Path(data_dir).expanduser() / FOLDER
+    partition = folder / PARTITION
+    if not (partition.is_file() and (folder / IMAGES).is_dir()):
+        raise missing_files("CelebA", [partition, folder / IMAGES / "000001.jpg"], SOURCE, downloadable=True)
+    splits = read_partition(partition)
+    train, val, test = (
+        np.stack([read_celeba_image(folder / IMAGES / name) for name in splits[label]]) for label in (TRAIN, VAL, TEST)
+    )
+    return ImageSplits(train=train, test=test, val=val)

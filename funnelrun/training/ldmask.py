@@ -1,0 +1,96 @@
+"""Stage 1 of RealNVP with log-det based masking (Das et al. 2019, Sec. 3.2.2, Sec. 4.2).
+
+``funnelrun model=realnvp_ldmask`` runs both stages in one command: before training the stage-2 model
+(:mod:`funnelrun.models.realnvp_ldmask`), :func:`fit_masks` trains the full-dimensional RealNVP (same
+image settings, no factor-out) for ``model.stage1_steps`` steps with the usual training run, in
+``<run dir>/stage1/`` (its own checkpoints and metrics; an interrupted stage 1 resumes, a finished
+one is reused), averages each dimension's log-det L_d^(l) (eq. 12) over the validation split with
+its best-by-validation weights, builds the masks (Fig. 1) and installs them. It writes
+``<run dir>/ldmask/masks.pt`` (maps, masks, exit levels) and ``masks.png``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from funnelrun.data.base import FunnelDataModule
+from funnelrun.evaluation.logdet_map import mean_level_logdet_maps
+from funnelrun.models.flow import Flow
+from funnelrun.models.realnvp_ldmask import masks_from_maps, set_masks
+from funnelrun.training.run_dir import CHECKPOINT_DIR, METRICS_FILE
+
+STAGE1_DIR = "stage1"
+MASK_DIR = "ldmask"
+
+
+def stage1_config(cfg: DictConfig) -> DictConfig:
+    """The run config of stage 1: the plain image RealNVP with the same settings, no factor-out."""
+    stage1 = copy.deepcopy(cfg)
+    image = OmegaConf.to_container(cfg.model.image, resolve=True, enum_to_str=True)
+    with open_dict(stage1):
+        stage1.model = {
+            "_target_": "funnelrun.models.glow.build_realnvp",
+            "actnorm": cfg.model.actnorm,
+            "latent_dim": None,
+            "image": {**image, "factor_out": False},
+        }
+        stage1.trainer.max_steps = cfg.model.stage1_steps
+        stage1.ckpt_path = None
+    return stage1
+
+
+def fit_masks(cfg: DictConfig, run_dir: Path, model: Flow, datamodule: FunnelDataModule) -> None:
+    """Run stage 1 (or reuse a finished one) and install its masks in ``model`` (stage 2)."""
+    from funnelrun.training.run import build_model, train
+
+    stage1_dir = run_dir / STAGE1_DIR
+    stage1 = stage1_config(cfg)
+    if not (stage1_dir / METRICS_FILE).exists():
+        stage1_dir.mkdir(parents=True, exist_ok=True)
+        print(f"log-det masking, stage 1: RealNVP without factor-out for {stage1.trainer.max_steps} steps "
+              f"in {stage1_dir}", flush=True)
+        train(stage1, stage1_dir)
+    best = json.loads((stage1_dir / METRICS_FILE).read_text())["best_checkpoint"]
+    checkpoint_path = Path(best) if best else stage1_dir / CHECKPOINT_DIR / "last.ckpt"
+    stage1_model = build_model(stage1, datamodule)
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
+    stage1_model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+
+    maps = mean_level_logdet_maps(stage1_model, datamodule.val_dataloader())
+    masks, exit_level = masks_from_maps(maps)
+    set_masks(model, masks)
+    out = run_dir / MASK_DIR
+    out.mkdir(exist_ok=True)
+    torch.save({"logdet_maps": maps, "masks": masks, "exit_level": exit_level,
+                "stage1_checkpoint": str(checkpoint_path)}, out / "masks.pt")
+    plot_masks(maps, exit_level, out / "masks.png")
+    print(f"log-det masking, stage 2: masks in {out / 'masks.pt'}", flush=True)
+
+
+def plot_masks(maps: list[torch.Tensor], exit_level: torch.Tensor, path: Path) -> Path:
+    """One panel per level: the mean log-det map L_d^(l) per pixel (averaged over channels); then the
+    level after which each pixel leaves the flow (averaged over channels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3 * (len(maps) + 1), 3), squeeze=False)
+    for index, (axis, pixel_map) in enumerate(zip(axes[0], maps)):
+        image = axis.imshow(pixel_map.float().mean(dim=0).numpy(), cmap="viridis")
+        axis.set_title(f"log-det to level {index}")
+        fig.colorbar(image, ax=axis, fraction=0.046)
+    image = axes[0, -1].imshow(exit_level.float().mean(dim=0).numpy(), cmap="gray")
+    axes[0, -1].set_title("factored out after level")
+    fig.colorbar(image, ax=axes[0, -1], fraction=0.046)
+    for axis in axes[0]:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,44 @@
+"""A context-dependent elementwise affine map: the conditional Gaussian "prior" of a conditional
+flow (Glow's learned, class-conditional top prior, Kingma & Dhariwal 2018, §3, used as the last
+layer of VFlow's q(a | x), Chen et al. 2020, §3.1)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from funnelrun.transforms.base import Transform
+
+
+class ConditionalAffine(Transform):
+    """z = (x - mu(c)) * exp(-log_sigma(c)), log|det dz/dx| = -sum log_sigma(c), with mu and
+    log_sigma from an MLP of the context ``c`` (``num_layers`` ReLU layers of ``hidden_features``).
+    After a standard normal this is N(x; mu(c), sigma(c)^2). The last layer starts at zero, so the
+    map starts as the identity for every context."""
+
+    def __init__(self, features: int, context_features: int, hidden_features: int = 64, num_layers: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = context_features
+        for _ in range(num_layers):
+            layers += [nn.Linear(width, hidden_features), nn.ReLU()]
+            width = hidden_features
+        last = nn.Linear(width, 2 * features)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*layers, last)
+
+    def _params(self, context: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        if context is None:
+            raise ValueError("ConditionalAffine needs a context")
+        mean, log_sigma = self.net(context).chunk(2, dim=-1)
+        return mean, log_sigma
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        mean, log_sigma = self._params(context)
+        return (x - mean) * torch.exp(-log_sigma), -log_sigma.sum(dim=-1)
+
+    def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
+        mean, log_sigma = self._params(context)
+        return mean + z * torch.exp(log_sigma)
