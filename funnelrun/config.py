@@ -15,6 +15,7 @@ from funnelrun.models.image_flows import ImageFlowConfig
 from funnelrun.models.image_vae import ImageArch
 from funnelrun.models.image_vflow import ImageVFlowConfig
 from funnelrun.models.nsf import LinearKind, SplineKind
+from funnelrun.models.realnvp_ldmask import LDMaskSource
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -129,6 +130,9 @@ class RealNVPLDMaskConfig:
     latent_dim: Optional[int] = None
     #: training steps of stage 1, the RealNVP without factor-out whose log-dets choose the masks
     stage1_steps: int = 1000
+    #: jacobian: per-dimension log-dets of a RealNVP; conv_svd: per-channel log-dets from the singular
+    #: values of a Glow's 1 x 1 convolutions, with a Glow (channel-wise masks) as stage 2
+    ldmask_source: LDMaskSource = LDMaskSource.jacobian
     #: factor_out must be true: the masks choose what is factored out
     image: ImageFlowConfig = field(default_factory=lambda: ImageFlowConfig(factor_out=True))
 
@@ -266,6 +270,8 @@ class OptimConfig:
 class EvalConfig:
     #: save the 2-D density/sample figure (2-D data) or a sample grid, samples.png (image data)
     plot: bool = True
+    #: image data: a sample grid per temperature after training (samples_T<T>.png, and W&B)
+    temperatures: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0])
     #: samples drawn for figures
     num_samples: int = 10_000
     #: grid points per axis for the density figure / integral

@@ -7,6 +7,11 @@ image settings, no factor-out) for ``model.stage1_steps`` steps with the usual t
 one is reused), averages each dimension's log-det L_d^(l) (eq. 12) over the validation split with
 its best-by-validation weights, builds the masks (Fig. 1) and installs them. It writes
 ``<run dir>/ldmask/masks.pt`` (maps, masks, exit levels) and ``masks.png``.
+
+With ``model.ldmask_source=conv_svd`` stage 1 is the multi-scale Glow (no factor-out) and the masks
+are channel-wise, from the per-channel scores of its 1 x 1 convolutions' singular values
+(:mod:`funnelrun.evaluation.channel_logdet`; data-independent, no pass over the validation split);
+``masks.pt`` holds the channel scores and masks, and there is no ``masks.png``.
 """
 from __future__ import annotations
 
@@ -18,9 +23,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from funnelrun.data.base import FunnelDataModule
+from funnelrun.evaluation.channel_logdet import level_channel_scores
 from funnelrun.evaluation.logdet_map import mean_level_logdet_maps
 from funnelrun.models.flow import Flow
-from funnelrun.models.realnvp_ldmask import masks_from_maps, set_masks
+from funnelrun.models.realnvp_ldmask import LDMaskSource, channel_masks_from_scores, masks_from_maps, set_masks
 from funnelrun.training.run_dir import CHECKPOINT_DIR, METRICS_FILE
 
 STAGE1_DIR = "stage1"
@@ -28,16 +34,16 @@ MASK_DIR = "ldmask"
 
 
 def stage1_config(cfg: DictConfig) -> DictConfig:
-    """The run config of stage 1: the plain image RealNVP with the same settings, no factor-out."""
+    """The run config of stage 1: the plain image RealNVP (conv_svd: Glow) with the same settings, no
+    factor-out."""
     stage1 = copy.deepcopy(cfg)
     image = OmegaConf.to_container(cfg.model.image, resolve=True, enum_to_str=True)
+    if LDMaskSource(cfg.model.ldmask_source) is LDMaskSource.conv_svd:
+        architecture = {"_target_": "funnelrun.models.image_flows.build_image_nsf", "affine": True}
+    else:
+        architecture = {"_target_": "funnelrun.models.glow.build_realnvp", "actnorm": cfg.model.actnorm}
     with open_dict(stage1):
-        stage1.model = {
-            "_target_": "funnelrun.models.glow.build_realnvp",
-            "actnorm": cfg.model.actnorm,
-            "latent_dim": None,
-            "image": {**image, "factor_out": False},
-        }
+        stage1.model = {**architecture, "latent_dim": None, "image": {**image, "factor_out": False}}
         stage1.trainer.max_steps = cfg.model.stage1_steps
         stage1.ckpt_path = None
     return stage1
@@ -51,8 +57,8 @@ def fit_masks(cfg: DictConfig, run_dir: Path, model: Flow, datamodule: FunnelDat
     stage1 = stage1_config(cfg)
     if not (stage1_dir / METRICS_FILE).exists():
         stage1_dir.mkdir(parents=True, exist_ok=True)
-        print(f"log-det masking, stage 1: RealNVP without factor-out for {stage1.trainer.max_steps} steps "
-              f"in {stage1_dir}", flush=True)
+        print(f"log-det masking, stage 1: {stage1.model._target_} without factor-out for "
+              f"{stage1.trainer.max_steps} steps in {stage1_dir}", flush=True)
         train(stage1, stage1_dir)
     best = json.loads((stage1_dir / METRICS_FILE).read_text())["best_checkpoint"]
     checkpoint_path = Path(best) if best else stage1_dir / CHECKPOINT_DIR / "last.ckpt"
@@ -60,14 +66,19 @@ def fit_masks(cfg: DictConfig, run_dir: Path, model: Flow, datamodule: FunnelDat
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
     stage1_model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
 
-    maps = mean_level_logdet_maps(stage1_model, datamodule.val_dataloader())
-    masks, exit_level = masks_from_maps(maps)
-    set_masks(model, masks)
     out = run_dir / MASK_DIR
     out.mkdir(exist_ok=True)
-    torch.save({"logdet_maps": maps, "masks": masks, "exit_level": exit_level,
-                "stage1_checkpoint": str(checkpoint_path)}, out / "masks.pt")
-    plot_masks(maps, exit_level, out / "masks.png")
+    if LDMaskSource(cfg.model.ldmask_source) is LDMaskSource.conv_svd:
+        scores = level_channel_scores(stage1_model)
+        masks = channel_masks_from_scores(scores)
+        saved = {"channel_scores": scores, "masks": masks}
+    else:
+        maps = mean_level_logdet_maps(stage1_model, datamodule.val_dataloader())
+        masks, exit_level = masks_from_maps(maps)
+        saved = {"logdet_maps": maps, "masks": masks, "exit_level": exit_level}
+        plot_masks(maps, exit_level, out / "masks.png")
+    set_masks(model, masks)
+    torch.save({**saved, "stage1_checkpoint": str(checkpoint_path)}, out / "masks.pt")
     print(f"log-det masking, stage 2: masks in {out / 'masks.pt'}", flush=True)
 
 

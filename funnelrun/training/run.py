@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from funnelrun.data.base import FunnelDataModule
-from funnelrun.errors import RunInterrupted
+from funnelrun.errors import FunnelrunError, RunInterrupted
 from funnelrun.evaluation.importance import log_density
 from funnelrun.models.flow import Flow
 from funnelrun.training.callbacks import (
@@ -100,6 +100,20 @@ def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
 warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 
 
+#: Lightning precisions that keep the model in fp32 or fp64
+FULL_PRECISION = {"32", "32-true", "64", "64-true"}
+
+
+def _check_precision(precision: str, model: Flow) -> None:
+    """fp32 by default; mixed precision only where the model declares it safe (DESIGN.md)."""
+    if precision not in FULL_PRECISION and not model.mixed_precision_safe:
+        raise FunnelrunError(
+            f"trainer.precision={precision} is refused: reduced precision breaks log-determinants (bf16 keeps "
+            f"~3 significant digits, a CIFAR image's log-likelihood is ~7,000 nats), and no funnelrun model "
+            f"declares it safe. Use trainer.precision=32-true (default) or 64-true"
+        )
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, test on the whole test split with the best-by-validation weights, write outputs."""
     validate_config(cfg)
@@ -113,6 +127,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_data(cfg)
     model = build_model(cfg, datamodule)
+    _check_precision(str(cfg.trainer.precision), model)
     stamp = fingerprint(cfg, datamodule)
     if ckpt is not None:
         check_compatible(ckpt, read_checkpoint(ckpt), stamp)
@@ -220,7 +235,7 @@ def _fit_and_test(
     if datamodule.data_dim == 2 and cfg.eval.plot:
         metrics["density_plot"] = str(_plot_2d(cfg, model, datamodule, run_dir, logger))
     if len(datamodule.data_shape) == 3 and cfg.eval.plot:
-        metrics["sample_grid"] = str(_sample_grid(model, datamodule, run_dir, logger))
+        metrics["sample_grids"] = _sample_grids(cfg, model, datamodule, run_dir, logger)
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             print(f"warning: {key} is {value}", file=sys.stderr)
@@ -253,17 +268,20 @@ def _plot_2d(cfg: DictConfig, model: Flow, datamodule: FunnelDataModule, run_dir
     return path
 
 
-def _sample_grid(model: Flow, datamodule: FunnelDataModule, run_dir: Path, logger: Any) -> Path:
-    """An 8x8 grid of model samples at temperature 1 as n-bit images (``samples.png``)."""
+def _sample_grids(cfg: DictConfig, model: Flow, datamodule: FunnelDataModule, run_dir: Path, logger: Any) -> list[str]:
+    """An 8x8 grid of model samples per temperature in ``eval.temperatures``, as n-bit images
+    (``samples_T<T>.png``), logged to W&B as one captioned panel."""
     from funnelrun.evaluation.image_grid import save_image_grid
 
     model.eval()
+    paths = []
     with torch.no_grad():
-        samples = model.sample(64)
-    path = save_image_grid(samples, datamodule.bits, run_dir / "samples.png")
+        for temperature in cfg.eval.temperatures:
+            samples = model.sample(64, temperature=float(temperature))
+            paths.append(str(save_image_grid(samples, datamodule.bits, run_dir / f"samples_T{temperature}.png")))
     if isinstance(logger, WandbLogger):
-        logger.log_image(key="samples", images=[str(path)])
-    return path
+        logger.log_image(key="samples", images=paths, caption=[f"T = {t}" for t in cfg.eval.temperatures])
+    return paths
 
 
 def summary_lines(metrics: dict[str, Any], run_dir: Path) -> list[str]:

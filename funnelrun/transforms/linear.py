@@ -35,6 +35,11 @@ class LULinear(Transform):
         upper = torch.triu(self.lu, 1) + torch.diag(diagonal)
         return lower, upper, diagonal
 
+    def weight(self) -> Tensor:
+        """The matrix W = L U."""
+        lower, upper, _ = self._factors()
+        return lower @ upper
+
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         lower, upper, diagonal = self._factors()
         z = F.linear(x, lower @ upper, self.bias)

@@ -39,6 +39,7 @@ CONFIG_MISTAKES = [
     ("negative learning rate", ["optim.lr=-1"], ["optim.lr=-1"]),
     ("negative max_steps", ["trainer.max_steps=-5"], ["trainer.max_steps=-5"]),
     ("zero batch size", ["data.batch_size=0"], ["data.batch_size=0"]),
+    ("mixed precision", ["trainer.precision=bf16-mixed"], ["trainer.precision=bf16-mixed", "32-true"]),
     ("training split smaller than a batch", ["data.n_train=10", "trainer.max_steps=12"], ["fewer than one batch"]),
 ]
 

@@ -62,8 +62,9 @@ class _Images(FunnelDataModule):
 def test_image_model_writes_grids_and_skips_interpolations_for_a_bound(run_cli, tmp_path, capsys):
     train = run_cli(tmp_path / "run", *DIGITS_VAE)
     assert train.code == 0, train.err
-    assert train.metrics["sample_grid"] == str(tmp_path / "run" / "samples.png")  # funnelrun's own grid
-    assert Image.open(tmp_path / "run" / "samples.png").size[0] >= 256
+    grids = [str(tmp_path / "run" / f"samples_T{t}.png") for t in (0.5, 0.75, 1.0)]
+    assert train.metrics["sample_grids"] == grids  # funnelrun's own grids, one per eval.temperatures
+    assert Image.open(grids[-1]).size[0] >= 256
     args = [*DIGITS_VAE, f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}", "sample.num_samples=16",
             "sample.temperatures=[0.5,1.0]", "sample.interpolations=2"]
     main(args)
@@ -108,3 +109,13 @@ def test_interpolations_decode_the_line_between_two_test_latents():
     assert torch.allclose(rows[:, 2], middle.view(2, 1, 8, 8), atol=1e-4)
     with pytest.raises(FunnelrunError, match="needs 8 test images"):
         interpolations(model, data, pairs=4)
+
+
+def test_wandb_gets_the_sample_grids_offline(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    train = run_cli(tmp_path / "run", *DIGITS_VAE, "logger=wandb")
+    assert train.code == 0, train.err
+    (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    logged = list((offline / "files" / "media" / "images").glob("samples_*.png"))
+    assert len(logged) == 3  # one per temperature
+    assert offline.name.endswith((tmp_path / "run" / "wandb_run_id").read_text().strip())
