@@ -51,6 +51,16 @@ class TabularDataConfig:
 
 
 @dataclass
+class Table7Row:
+    """One column of the funnels paper's Table 7 (A.8): the image-flow settings of a data set."""
+
+    levels: int = MISSING
+    hidden_channels: int = MISSING
+    num_bins: int = MISSING
+    dropout: float = MISSING
+
+
+@dataclass
 class ImageDataConfig:
     """Image sets (funnelrun/data/images.py): n-bit, uniformly dequantized; ``preprocessing`` gives the
     model's first layers (their Jacobian counts in the BPD). Batch sizes: funnels paper Table 7."""
@@ -75,6 +85,9 @@ class ImageDataConfig:
     logit_alpha: float = 0.05
     #: fetch missing files with torchvision's downloaders (only when torchvision is installed)
     download: bool = False
+    #: the funnels paper's Table 7 settings for this set, the defaults of model.image.* for the
+    #: NSF, F-NSF, Glow and F-Glow image models; null: ImageFlowConfig's (Table 7, CIFAR-10 5-bit)
+    table7: Optional[Table7Row] = None
 
 
 # -- models -------------------------------------------------------------------------------------

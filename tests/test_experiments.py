@@ -84,3 +84,19 @@ def test_table4_f_mlp_runs_on_real_mnist_with_tiny_steps(run_cli, tmp_path):
     )
     assert result.code == 0, result.err
     assert result.metrics["latent_dim"] == 16 and result.metrics["test/bpd"] > 0
+
+
+@pytest.mark.parametrize("data, expected", [
+    ("cifar10_5bit", (3, 64, 2, 0.2)), ("cifar10_8bit", (3, 96, 4, 0.2)),
+    ("imagenet64_5bit", (4, 96, 8, 0.1)), ("imagenet64_8bit", (4, 96, 8, 0.0)),
+    ("mnist", (3, 64, 2, 0.2)),  # no Table 7 column: ImageFlowConfig's defaults
+])
+@pytest.mark.parametrize("model", ["nsf", "f_nsf", "glow", "f_glow"])
+def test_image_models_default_to_table7_for_the_data_set(model, data, expected):
+    image = compose_config([f"model={model}", f"data={data}"]).model.image
+    assert (image.levels, image.hidden_channels, image.num_bins, image.dropout) == expected
+
+
+def test_table7_defaults_give_way_to_overrides():
+    cfg = compose_config(["model=nsf", "data=imagenet64_8bit", "model.image.hidden_channels=32"])
+    assert cfg.model.image.hidden_channels == 32 and cfg.model.image.levels == 4

@@ -41,7 +41,10 @@ from funnelrun.validation import validate_config
 
 
 def build_data(cfg: DictConfig) -> FunnelDataModule:
-    return instantiate(cfg.data)
+    # data.table7 holds the image models' defaults (read by the model configs), not a data argument
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data.pop("table7", None)
+    return instantiate(data)
 
 
 def build_model(cfg: DictConfig, datamodule: FunnelDataModule) -> Flow:

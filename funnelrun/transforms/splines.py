@@ -56,6 +56,27 @@ def _log_derivative(theta: Tensor, delta: Tensor, d_k: Tensor, d_k1: Tensor) -> 
     return torch.log(numerator) - 2 * torch.log(denominator)
 
 
+def _gather_bins(table: Tensor, bin_idx: Tensor, shape: torch.Size) -> Tensor:
+    """``out[q, e] = table[q, bin_idx[e], e]``: table (Q, K, *S) with S broadcasting to ``shape``,
+    bin_idx (*shape) in [0, K). Returns (Q, *shape).
+
+    When the table already has one entry per element (conditioner outputs) this is a plain gather.
+    When it is shared across elements (an :class:`RQSpline`'s per-feature knots, broadcast over the
+    batch), gathering from the table *expanded* to ``shape`` would make the backward allocate and
+    zero a (Q, K, *shape) gradient (K times the size of the output) and then reduce it back; an
+    F-MLP step spent most of its time there. Gathering instead from the flattened (Q, K * |S|)
+    table at index ``bin * |S| + (position of the element's parameters in S)`` reads exactly the
+    same entries, and its backward scatter-adds straight into a (Q, K * |S|) gradient: the same
+    values and the same gradient (sums of the same terms, in another order).
+    """
+    if tuple(table.shape[2:]) == tuple(shape):
+        return table.gather(1, bin_idx[None, None].expand(table.shape[0], 1, *shape))[:, 0]
+    cells = math.prod(table.shape[2:])
+    position = torch.arange(cells, device=table.device).view(table.shape[2:]).expand(shape)
+    index = (bin_idx * cells + position).reshape(1, -1).expand(table.shape[0], -1)
+    return table.reshape(table.shape[0], -1).gather(1, index).view(table.shape[0], *shape)
+
+
 def _bin_major_spline(
     inputs: Tensor,
     unnormalized_sizes: Tensor,
@@ -112,9 +133,7 @@ def _bin_major_spline(
     # One gather of the six per-bin quantities: x_k, y_k, width, height, d_k, d_{k+1}.
     table = torch.cat([knots[:, :num_bins], bin_sizes, derivatives[None, :-1], derivatives[None, 1:]])
     shape = torch.broadcast_shapes(inputs.shape, table.shape[2:])
-    table = table.expand(6, num_bins, *shape)
-    index = bin_idx.expand(1, *shape)[None].expand(6, 1, *shape)
-    x_k, y_k, width, height, d_k, d_k1 = table.gather(1, index)[:, 0].unbind(0)
+    x_k, y_k, width, height, d_k, d_k1 = _gather_bins(table, bin_idx.expand(1, *shape)[0], shape).unbind(0)
     delta = height / width
 
     if inverse:

@@ -366,14 +366,13 @@ IMAGE_CONFIGS = {
 
 
 def test_image_configs_compose() -> None:
-    from hydra.utils import instantiate
-
     from funnelrun.evaluation.loading import compose_config
+    from funnelrun.training.run import build_data
 
     for option, (name, bits, batch_size) in IMAGE_CONFIGS.items():
         data = compose_config([f"data={option}"]).data
         assert (data.name, data.bits, data.batch_size, data.download) == (name, bits, batch_size, False), option
-    dm = instantiate(compose_config(["data=digits", "data.preprocessing=centre"]).data)
+    dm = build_data(compose_config(["data=digits", "data.preprocessing=centre"]))
     assert isinstance(dm, ImageDataModule) and dm.data_shape == (1, 8, 8) and len(dm.val) == 200
     with pytest.raises(FunnelrunError, match="preprocessing"):
         compose_config(["data=digits", "data.preprocessing=logt"])
