@@ -253,3 +253,22 @@ def test_bad_image_files(run_cli, earlier, tmp_path, dataset, files, fragments):
     model_only = [o for o in TINY_NSF if not o.startswith("data.")]
     result = run_cli(earlier, *model_only, "model=nsf", f"data={dataset}", f"data.data_dir={data_dir}", "ckpt_path=last")
     _assert_clear_failure(result, fragments, earlier, before)
+
+
+#: (id, image-model overrides on digits (1x8x8), fragments of the error)
+IMAGE_MODEL_MISTAKES = [
+    ("conv-funnel latent no tiling reaches", ["model=f_nsf", "model.latent_dim=5", "model.dim_reduction=null"],
+     ["latent_dim=5", "16", "4"]),
+    ("max-pool funnel latent out of reach", ["model=f_nsf", "model.image.funnel=maxpool",
+                                                  "model.latent_dim=1", "model.dim_reduction=null"], ["latent"]),
+    ("ldmask model on vector data", ["model=realnvp_ldmask", "data=four_circles"], ["image"]),
+]
+
+
+@pytest.mark.parametrize("overrides,fragments", [m[1:] for m in IMAGE_MODEL_MISTAKES],
+                         ids=[m[0] for m in IMAGE_MODEL_MISTAKES])
+def test_image_model_mistakes(run_cli, earlier, overrides, fragments):
+    before = _snapshot(earlier)
+    data = [] if any(o.startswith("data=") for o in overrides) else ["data=digits"]
+    result = run_cli(earlier, *data, *overrides, "model.image.hidden_channels=4", "ckpt_path=last")
+    _assert_clear_failure(result, fragments, earlier, before)
