@@ -15,6 +15,7 @@ from funnelrun.evaluation.importance import importance_weighted_log_prob
 from funnelrun.models.flow import Flow
 from funnelrun.training.compile import maybe_compile
 from funnelrun.training.metrics import bits_per_dim
+from funnelrun.training.nonfinite import NonFiniteFlags
 
 
 class NonFiniteTrainingError(FunnelrunError):
@@ -63,6 +64,7 @@ class DensityEstimator(pl.LightningModule):
         #: optimizer steps skipped for a non-finite loss or gradient: in total, and in a row now
         self.nonfinite_steps = 0
         self.consecutive_nonfinite = 0
+        self._nonfinite_flags = NonFiniteFlags()
         self._sum = torch.zeros((), dtype=torch.float64)
         self._count = torch.zeros((), dtype=torch.float64)
         self._is_sum = torch.zeros((), dtype=torch.float64)
@@ -76,25 +78,38 @@ class DensityEstimator(pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Skip the update when any gradient is non-finite (a non-finite loss gives such gradients):
-        the gradients are dropped, so Adam leaves every parameter and its moments untouched, while
-        the step counter, schedule and data order advance as usual (resume stays exact)."""
+        Adam leaves every parameter, its moments and its step count untouched, while the step
+        counter, schedule and data order advance as usual (resume stays exact). The check raises no
+        host-device sync (:mod:`funnelrun.training.nonfinite`): a skipped step is counted, and too
+        many in a row stop the run, when its flag reaches the host (at once on CPU, about a step
+        later on a GPU)."""
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
-        if finite:
-            self.consecutive_nonfinite = 0
-            return
-        optimizer.zero_grad(set_to_none=True)
-        self.nonfinite_steps += 1
-        self.consecutive_nonfinite += 1
-        self.log("train/nonfinite_steps", float(self.nonfinite_steps))
-        if self.consecutive_nonfinite >= self.max_consecutive_nonfinite:
-            raise NonFiniteTrainingError(self._nonfinite_message())
+        if grads:
+            self._nonfinite_flags.flag(optimizer, grads, self.global_step)
+        self._count_nonfinite()
 
-    def _nonfinite_message(self) -> str:
+    def _count_nonfinite(self, wait: bool = False) -> None:
+        """Count the flags that have arrived (``wait``: all, outside the training step, where
+        Lightning allows no ``self.log``)."""
+        for step, finite in self._nonfinite_flags.arrived(wait):
+            if finite:
+                self.consecutive_nonfinite = 0
+                continue
+            self.nonfinite_steps += 1
+            self.consecutive_nonfinite += 1
+            if not wait:
+                self.log("train/nonfinite_steps", float(self.nonfinite_steps))
+            if self.consecutive_nonfinite >= self.max_consecutive_nonfinite:
+                raise NonFiniteTrainingError(self._nonfinite_message(step))
+
+    def on_train_end(self) -> None:
+        self._count_nonfinite(wait=True)
+
+    def _nonfinite_message(self, step: int) -> str:
         callback = self.trainer.checkpoint_callback
         last_good = (callback.last_model_path or callback.best_model_path) if callback else ""
         return (
-            f"training stopped at step {self.global_step}: {self.consecutive_nonfinite} steps in a row had a "
+            f"training stopped at step {step}: {self.consecutive_nonfinite} steps in a row had a "
             f"non-finite loss or gradient ({self.nonfinite_steps} skipped in total). Last good checkpoint: "
             f"{last_good or 'none yet'}. Likely causes: a learning rate too high (optim.lr), a spline tail bound "
             "too small for the data's scale (model.tail_bound), unnormalised data or NaN/inf in the data. "
@@ -168,6 +183,7 @@ class DensityEstimator(pl.LightningModule):
 
     # -- resume: RNG state travels with the checkpoint --------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._count_nonfinite(wait=True)
         checkpoint["nonfinite_steps"] = (self.nonfinite_steps, self.consecutive_nonfinite)
         checkpoint["rng_state"] = {
             "torch": torch.get_rng_state(),
