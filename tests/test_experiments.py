@@ -100,3 +100,9 @@ def test_image_models_default_to_table7_for_the_data_set(model, data, expected):
 def test_table7_defaults_give_way_to_overrides():
     cfg = compose_config(["model=nsf", "data=imagenet64_8bit", "model.image.hidden_channels=32"])
     assert cfg.model.image.hidden_channels == 32 and cfg.model.image.levels == 4
+
+
+def test_table4_nsf_has_table8s_parameter_count():
+    """Funnels paper Table 8: the MNIST NSF of Table 4 has 4,724,430 parameters."""
+    model = instantiate(compose_config(["experiment=table4/mnist_nsf"]).model, data_shape=SHAPES["mnist"])
+    assert sum(p.numel() for p in model.parameters()) == 4_724_430

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from funnelrun.distributions.base import standard_normal_log_prob
 from funnelrun.transforms.base import Transform
+from funnelrun.transforms.nets import mlp
 
 
 class ConditionalDiagonalGaussian(nn.Module):
@@ -30,17 +31,7 @@ class ConditionalDiagonalGaussian(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = context_features
-        for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_features), nn.ReLU()]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = hidden_features
-        last = nn.Linear(width, 2 * features)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        self.net = nn.Sequential(*layers, last)
+        self.net = mlp(context_features, 2 * features, hidden_features, num_layers, dropout, zero_last=True)
         self.features = features
 
     def _params(self, context: Tensor) -> tuple[Tensor, Tensor]:

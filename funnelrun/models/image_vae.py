@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from funnelrun.models.flow import Flow
 from funnelrun.surjections.image_vae import ImageVAELayer
+from funnelrun.transforms.nets import mlp
 
 
 class ImageArch(str, Enum):
@@ -122,17 +123,6 @@ class ResNetDecoder(nn.Sequential):
         super().__init__(*layers, nn.Conv2d(channels[0], data_shape[0], 3, padding=1))
 
 
-def _mlp(in_features: int, out_features: int, hidden_features: int, depth: int, dropout: float) -> list[nn.Module]:
-    layers: list[nn.Module] = []
-    width = in_features
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden_features), nn.ReLU()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        width = hidden_features
-    return [*layers, nn.Linear(width, out_features)]
-
-
 def build_image_vae(
     data_shape: tuple[int, int, int],
     *,
@@ -161,7 +151,7 @@ def build_image_vae(
         decoder = ResNetDecoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
     else:
         features = math.prod(data_shape)
-        encoder = nn.Sequential(nn.Flatten(), *_mlp(features, 2 * latent_dim, hidden_features, depth, dropout))
-        decoder = nn.Sequential(*_mlp(latent_dim, features, hidden_features, depth, dropout),
+        encoder = nn.Sequential(nn.Flatten(), *mlp(features, 2 * latent_dim, hidden_features, depth, dropout))
+        decoder = nn.Sequential(*mlp(latent_dim, features, hidden_features, depth, dropout),
                                 nn.Unflatten(1, data_shape))
     return Flow([ImageVAELayer(encoder, decoder, data_shape, latent_dim)], data_shape)

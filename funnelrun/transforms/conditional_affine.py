@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from funnelrun.transforms.base import Transform
+from funnelrun.transforms.nets import mlp
 
 
 class ConditionalAffine(Transform):
@@ -19,15 +20,7 @@ class ConditionalAffine(Transform):
 
     def __init__(self, features: int, context_features: int, hidden_features: int = 64, num_layers: int = 2):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = context_features
-        for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_features), nn.ReLU()]
-            width = hidden_features
-        last = nn.Linear(width, 2 * features)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        self.net = nn.Sequential(*layers, last)
+        self.net = mlp(context_features, 2 * features, hidden_features, num_layers, zero_last=True)
 
     def _params(self, context: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         if context is None:

@@ -29,6 +29,26 @@ def _norm(features: int, use_batch_norm: bool) -> nn.Module:
     return nn.BatchNorm1d(features, eps=1e-3) if use_batch_norm else nn.Identity()
 
 
+def mlp(
+    in_features: int, out_features: int, hidden_features: int, depth: int, dropout: float = 0.0, zero_last: bool = False
+) -> nn.Sequential:
+    """``depth`` ReLU layers of ``hidden_features`` units (each followed by ``nn.Dropout`` when
+    ``dropout > 0``), then a linear output layer; ``depth=0`` is one linear map. ``zero_last`` starts
+    the output at zero (densities and maps that start at N(0, I) or the identity)."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden_features), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = hidden_features
+    last = nn.Linear(width, out_features)
+    if zero_last:
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last)
+
+
 class ResidualBlock(nn.Module):
     """x + Linear(Dropout(ReLU(BN(Linear(ReLU(BN(x))))))), gated by the context through a GLU."""
 
