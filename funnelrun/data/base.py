@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from funnelrun.data.sampler import StepBatchSampler
 from funnelrun.transforms.base import Transform
@@ -24,6 +24,16 @@ class TensorRows(Dataset):
 
     def __getitem__(self, i: int) -> Tensor:
         return self.data[i]
+
+    def __getitems__(self, indices: list[int]) -> Tensor:
+        """A whole batch in one indexing operation (DataLoader's batched fetch), not one per row."""
+        return self.data[torch.as_tensor(indices)]
+
+
+def collate_batches(batch: Any) -> Any:
+    """DataLoader's collate: a batch fetched whole (:meth:`TensorRows.__getitems__`) passes as it
+    is; a list of examples is stacked as usual."""
+    return batch if isinstance(batch, Tensor) else default_collate(batch)
 
 
 class FunnelDataModule(pl.LightningDataModule):
@@ -69,7 +79,8 @@ class FunnelDataModule(pl.LightningDataModule):
         )
         # a private generator: creating loader iterators never draws from the global RNG
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train, batch_sampler=sampler, num_workers=self.num_workers, generator=generator)
+        return DataLoader(self.train, batch_sampler=sampler, num_workers=self.num_workers, generator=generator,
+                          collate_fn=collate_batches)
 
     def preprocessing(self) -> list[Transform]:
         """Bijective layers the model starts with (e.g. image rescaling and logit), so their Jacobian
@@ -82,7 +93,8 @@ class FunnelDataModule(pl.LightningDataModule):
         rank, world = self._rank_and_world()
         if world > 1:
             dataset = Subset(dataset, range(rank, len(dataset), world))
-        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers,
+                          collate_fn=collate_batches)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val)

@@ -1,7 +1,8 @@
 """Activation normalisation (Glow, Kingma & Dhariwal 2018, Sec. 3.1)."""
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +25,13 @@ class ActNorm(Transform):
         self.log_scale = nn.Parameter(torch.zeros(features))
         self.shift = nn.Parameter(torch.zeros(features))
         self.register_buffer("initialized", torch.tensor(False))
+        #: host-side copy of ``initialized`` once it is known to be set: forward then reads no
+        #: device value (a GPU would wait for the queue to drain at every step)
+        self._known_initialized = False
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self._known_initialized = False  # the loaded buffer decides again, once
 
     def _shaped(self, x: Tensor) -> tuple[Tensor, Tensor]:
         shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -40,10 +48,12 @@ class ActNorm(Transform):
         self.initialized.fill_(True)
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        if self.training and not bool(self.initialized):
-            self._initialize(x)
+        if self.training and not self._known_initialized:
+            if not bool(self.initialized):
+                self._initialize(x)
+            self._known_initialized = True
         log_scale, shift = self._shaped(x)
-        positions = x[0, 0].numel()
+        positions = math.prod(x.shape[2:])
         logdet = self.log_scale.sum() * positions * x.new_ones(x.shape[0])
         return x * log_scale.exp() + shift, logdet
 

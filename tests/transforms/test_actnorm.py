@@ -50,6 +50,19 @@ def test_initialized_flag_survives_reload():
     assert torch.equal(reloaded(x)[0], layer(x)[0])
 
 
+def test_loading_an_uninitialised_state_initialises_again():
+    """forward keeps a host-side copy of the flag; a loaded state decides it afresh."""
+    layer = ActNorm(2)
+    layer(torch.randn(10, 2) * 4)
+    layer.load_state_dict(ActNorm(2).state_dict())
+    assert not bool(layer.initialized)
+    x = torch.randn(50, 2) * 3 + 1
+    z, _ = layer(x)
+    assert bool(layer.initialized)
+    assert torch.allclose(z.mean(0), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(z.std(0), torch.ones(2), atol=1e-4)
+
+
 def test_no_init_in_eval_mode():
     layer = ActNorm(2).eval()
     x = torch.randn(4, 2) * 5
