@@ -39,18 +39,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", required=True, help="'label|override override ...'")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--out-root", default="outputs/compare")
+    parser.add_argument("--out-root", default="outputs/compare", help="runs go in <out-root>/<time>/")
+    parser.add_argument("--dir", default=None,
+                        help="runs go in exactly this directory instead; a run there that has finished "
+                             "(metrics.json) is tabled, not run again: add seeds to a table later")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each run")
     parser.add_argument("common", nargs="*", help="overrides added to every run")
     args = parser.parse_args()
     exe = str(Path(sys.executable).with_name("funnelrun"))
-    root = Path(args.out_root) / time.strftime("%Y%m%d-%H%M%S")
+    root = Path(args.dir) if args.dir else Path(args.out_root) / time.strftime("%Y%m%d-%H%M%S")
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     specs = [spec.partition("|")[::2] for spec in args.run]
 
     def run_one(label: str, overrides: str, seed: int) -> dict:
         run_dir = root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}-seed{seed}"
+        if (run_dir / "metrics.json").exists():
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            print(f"{label} seed {seed}: finished earlier in {run_dir}, test log-lik {-metrics['test/nll']:.4f}",
+                  flush=True)
+            return metrics
         start = time.perf_counter()
         subprocess.run([exe, *overrides.split(), *args.common, f"seed={seed}", f"hydra.run.dir={run_dir}"],
                        check=True, stdout=subprocess.DEVNULL, env=env)
@@ -71,7 +79,7 @@ def main() -> None:
 
     print(f"\nseeds {args.seeds}; common overrides: {' '.join(args.common) or '(none)'}; runs in {root}")
     print("| model | data | test log-lik (nats), mean ± 2 sd | per seed | kind | one-sample bound | true | latent dim | params "
-          "| steps | wall s/run |")
+          "| steps | training s/run |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, data_name, results in rows:
         ll = [-m["test/nll"] for m in results]
@@ -83,7 +91,7 @@ def main() -> None:
         per_seed = ", ".join(f"{value:.4f}" for value in ll)
         print(f"| {label} | {data_name} | {statistics.mean(ll):.4f} ± {spread:.4f} | {per_seed} | {kind} | {bound} | "
               f"{'' if truth is None else f'{truth:.4f}'} | {first['latent_dim']} | {first['num_params']:,} | "
-              f"{first['steps']} | {statistics.mean(m['wall'] for m in results):.0f} |")
+              f"{first['steps']} | {statistics.mean(m['train_seconds'] for m in results):.0f} |")
 
 
 if __name__ == "__main__":
