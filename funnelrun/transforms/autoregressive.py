@@ -63,8 +63,14 @@ class RQSplineAutoregressive(Transform):
         return z, sum_except_batch(logabsdet)
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
-        # After pass i the first i features are exact, since feature i only needs features < i.
+        # Pass i computes feature i alone (it needs only features < i, already exact): MADE's outputs
+        # for feature i and a spline on one column, with the masked weights formed once for all passes.
         x = torch.zeros_like(z)
-        for _ in range(self.features):
-            x = self._spline(z, x, context, inverse=True)[0]
+        with self.made.masks_frozen():
+            for i in range(self.features):
+                params = self.made(x, context, feature=i).unsqueeze(1)
+                x_i, _ = packed_rational_quadratic_spline(
+                    z[:, i : i + 1], params, self.num_bins, inverse=True, tail_bound=self.tail_bound
+                )
+                x = torch.cat((x[:, :i], x_i, x[:, i + 1 :]), dim=1)
         return x

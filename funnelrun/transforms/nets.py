@@ -6,7 +6,8 @@ The vector networks take an optional ``context`` (batch, context_features); a ne
 """
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -117,8 +118,15 @@ class MaskedLinear(nn.Linear):
         connected = out_degrees[:, None] > in_degrees if strict else out_degrees[:, None] >= in_degrees
         self.register_buffer("mask", connected.to(self.weight.dtype))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        #: ``weight * mask`` while the masks are frozen (:meth:`MADE.masks_frozen`), else None
+        self.frozen_weight: Optional[Tensor] = None
+
+    def forward(self, x: Tensor, rows: Optional[slice] = None) -> Tensor:
+        """``rows``: only those output units (the others are not computed)."""
+        weight = self.weight * self.mask if self.frozen_weight is None else self.frozen_weight
+        if rows is None:
+            return F.linear(x, weight, self.bias)
+        return F.linear(x, weight[rows], self.bias[rows])
 
 
 class MaskedResidualBlock(nn.Module):
@@ -185,8 +193,24 @@ class MADE(nn.Module):
         )
         output_degrees = input_degrees.repeat_interleave(output_multiplier)
         self.final_layer = MaskedLinear(hidden_degrees, output_degrees, strict=True)
+        self.output_multiplier = output_multiplier
 
-    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+    @contextmanager
+    def masks_frozen(self) -> Iterator[None]:
+        """Within the block every masked layer multiplies its weight by its mask once, not once
+        per call: for the D sequential passes of an autoregressive inversion (gradients still flow
+        to the weights)."""
+        layers = [m for m in self.modules() if isinstance(m, MaskedLinear)]
+        for layer in layers:
+            layer.frozen_weight = layer.weight * layer.mask
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.frozen_weight = None
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None, feature: Optional[int] = None) -> Tensor:
+        """(batch, D * output_multiplier); ``feature``: only feature i's outputs (batch, output_multiplier)."""
         h = self.initial_layer(x)
         if self.context_layer is None:
             context = None
@@ -194,7 +218,10 @@ class MADE(nn.Module):
             h = h + self.context_layer(_require_context(context))
         for block in self.blocks:
             h = block(h, context)
-        return self.final_layer(h)
+        if feature is None:
+            return self.final_layer(h)
+        rows = slice(feature * self.output_multiplier, (feature + 1) * self.output_multiplier)
+        return self.final_layer(h, rows=rows)
 
 
 class ConvResidualBlock(nn.Module):

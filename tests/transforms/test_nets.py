@@ -110,3 +110,24 @@ def test_conv_residual_net_shapes_batch_norm_and_near_identity_blocks():
     assert net(x[:1]).shape == (1, 10, 5, 6)
     h = net.initial_layer(x)
     assert (net.blocks(h) - h).abs().max() < 0.1  # each block's last convolution starts near zero
+
+
+@pytest.mark.parametrize("context_features", [None, 2])
+def test_made_one_feature_and_frozen_masks_give_the_same_outputs(context_features):
+    """What the autoregressive inversion uses: feature i's outputs alone, and masks applied once."""
+    torch.manual_seed(0)
+    made = MADE(5, hidden_features=12, context_features=context_features, num_blocks=2, output_multiplier=3)
+    randomize_(made, std=0.5)
+    x = torch.randn(6, 5, dtype=torch.float64)
+    made = made.double()
+    context = None if context_features is None else torch.randn(6, context_features, dtype=torch.float64)
+    full = made(x, context)
+    with made.masks_frozen():
+        for i in range(5):
+            assert torch.allclose(made(x, context, feature=i), full[:, 3 * i : 3 * i + 3], atol=1e-12)
+        weight = made.final_layer.weight
+        loss = made(x, context, feature=4).sum()
+    assert all(m.frozen_weight is None for m in made.modules() if hasattr(m, "frozen_weight"))
+    loss.backward()  # gradients reach the weights through the frozen (masked) copies
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+    assert torch.equal(weight.grad != 0, (made.final_layer.mask != 0) & (weight.grad != 0))
