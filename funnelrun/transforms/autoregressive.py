@@ -70,7 +70,8 @@ class RQSplineAutoregressive(Transform):
             for i in range(self.features):
                 params = self.made(x, context, feature=i).unsqueeze(1)
                 x_i, _ = packed_rational_quadratic_spline(
-                    z[:, i : i + 1], params, self.num_bins, inverse=True, tail_bound=self.tail_bound
+                    z[:, i : i + 1], params, self.num_bins, inverse=True, tail_bound=self.tail_bound,
+                    with_logdet=False,
                 )
                 x = torch.cat((x[:, :i], x_i, x[:, i + 1 :]), dim=1)
         return x

@@ -81,24 +81,29 @@ class Coupling(Transform):
                 net.final_layer.bias.copy_(initial)
             self.conditioner = net
 
-    def _elementwise(self, x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        """Map x (batch, n) with params (batch, n, p); return outputs and per-element log-dets."""
+    def _elementwise(
+        self, x: Tensor, params: Tensor, inverse: bool, with_logdet: bool = True
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """Map x (batch, n) with params (batch, n, p); return outputs and per-element log-dets
+        (``with_logdet=False``: None may stand in for them, sampling needs none)."""
         raise NotImplementedError
 
-    def _couple(self, x: Tensor, context: Optional[Tensor], inverse: bool) -> tuple[Tensor, Tensor]:
+    def _couple(
+        self, x: Tensor, context: Optional[Tensor], inverse: bool, with_logdet: bool = True
+    ) -> tuple[Tensor, Optional[Tensor]]:
         x_identity = x.index_select(1, self.identity_idx)
         x_transform = x.index_select(1, self.transform_idx)
         params = self.conditioner(x_identity, context).view(
             x.shape[0], x_transform.shape[1], self.params_per_feature
         )
-        y, logabsdet = self._elementwise(x_transform, params, inverse)
-        return x.index_copy(1, self.transform_idx, y), sum_except_batch(logabsdet)
+        y, logabsdet = self._elementwise(x_transform, params, inverse, with_logdet)
+        return x.index_copy(1, self.transform_idx, y), None if logabsdet is None else sum_except_batch(logabsdet)
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         return self._couple(x, context, inverse=False)
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
-        return self._couple(z, context, inverse=True)[0]
+        return self._couple(z, context, inverse=True, with_logdet=False)[0]
 
 
 class RQSplineCoupling(Coupling):
@@ -129,9 +134,11 @@ class RQSplineCoupling(Coupling):
         self.num_bins = num_bins
         self.tail_bound = tail_bound
 
-    def _elementwise(self, x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _elementwise(
+        self, x: Tensor, params: Tensor, inverse: bool, with_logdet: bool = True
+    ) -> tuple[Tensor, Optional[Tensor]]:
         return packed_rational_quadratic_spline(
-            x, params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound
+            x, params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound, with_logdet=with_logdet
         )
 
 
@@ -161,7 +168,9 @@ class AffineCoupling(Coupling):
             use_batch_norm=False,
         )
 
-    def _elementwise(self, x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _elementwise(
+        self, x: Tensor, params: Tensor, inverse: bool, with_logdet: bool = True
+    ) -> tuple[Tensor, Optional[Tensor]]:
         shift, raw_scale = params[..., 0], params[..., 1]
         scale = torch.sigmoid(raw_scale + 2) + 1e-3
         if inverse:

@@ -78,7 +78,9 @@ class ImageCoupling(Transform):
         """Map x (B, n, H, W) with params (B, n, H, W, p); return outputs and per-element log-dets."""
         raise NotImplementedError
 
-    def _couple(self, x: Tensor, context: Optional[Tensor], inverse: bool) -> tuple[Tensor, Tensor]:
+    def _couple(
+        self, x: Tensor, context: Optional[Tensor], inverse: bool, with_logdet: bool = True
+    ) -> tuple[Tensor, Optional[Tensor]]:
         if self.mask is MaskKind.channel:
             x_transform, conditioning = x.index_select(1, self.transform_idx), x.index_select(1, self.identity_idx)
         else:
@@ -87,16 +89,19 @@ class ImageCoupling(Transform):
             conditioning = torch.cat([conditioning, context], dim=1)
         batch, n, height, width = x_transform.shape
         params = self.conditioner(conditioning).view(batch, n, -1, height, width).movedim(2, -1)
-        y, logabsdet = self._elementwise(x_transform, params, inverse)
+        y, logabsdet = self._elementwise(x_transform, params, inverse, with_logdet)
         if self.mask is MaskKind.channel:
-            return x.index_copy(1, self.transform_idx, y), sum_except_batch(logabsdet)
-        return torch.where(self.checkerboard, y, x), sum_except_batch(logabsdet * self.checkerboard)
+            z = x.index_copy(1, self.transform_idx, y)
+        else:
+            z = torch.where(self.checkerboard, y, x)
+            logabsdet = None if logabsdet is None else logabsdet * self.checkerboard
+        return z, None if logabsdet is None else sum_except_batch(logabsdet)
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         return self._couple(x, context, inverse=False)
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
-        return self._couple(z, context, inverse=True)[0]
+        return self._couple(z, context, inverse=True, with_logdet=False)[0]
 
 
 class ImageRQSplineCoupling(ImageCoupling):

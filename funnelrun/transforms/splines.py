@@ -93,8 +93,10 @@ def _bin_major_spline(
     min_bin_width: float,
     min_bin_height: float,
     min_derivative: float,
-) -> tuple[Tensor, Tensor]:
+    with_logdet: bool = True,
+) -> tuple[Tensor, Optional[Tensor]]:
     """The spline with the bin axis leading: sizes (2, K, *S) = (widths, heights), derivatives (K-1, *S).
+    ``with_logdet=False`` (sampling) skips the log-derivative and returns None in its place.
 
     ``S`` broadcasts against ``inputs.shape``. Keeping the bins first is what makes this fast on
     CPU: softmax and cumsum over a leading axis are vectorised across elements, whereas over a
@@ -153,6 +155,8 @@ def _bin_major_spline(
         discriminant = (b.pow(2) - 4 * a * c).clamp(min=0.0)
         theta = (2 * c) / (-b - torch.sqrt(discriminant))
         outputs = theta * width + x_k
+        if not with_logdet:
+            return torch.where(inside, outputs, inputs), None
         theta_one_minus_theta = theta * (1 - theta)
         denominator = delta + curvature * theta_one_minus_theta
         logabsdet = -_log_derivative(theta, theta_one_minus_theta, delta, d_k, d_k1, denominator)
@@ -162,6 +166,8 @@ def _bin_major_spline(
         numerator = height * (delta * theta.pow(2) + d_k * theta_one_minus_theta)
         denominator = delta + (d_k + d_k1 - 2 * delta) * theta_one_minus_theta
         outputs = y_k + numerator / denominator
+        if not with_logdet:
+            return torch.where(inside, outputs, inputs), None
         logabsdet = _log_derivative(theta, theta_one_minus_theta, delta, d_k, d_k1, denominator)
 
     return torch.where(inside, outputs, inputs), torch.where(inside, logabsdet, 0.0)
@@ -205,10 +211,12 @@ def packed_rational_quadratic_spline(
     num_bins: int,
     inverse: bool = False,
     tail_bound: float = 3.0,
-) -> tuple[Tensor, Tensor]:
+    with_logdet: bool = True,
+) -> tuple[Tensor, Optional[Tensor]]:
     """``rational_quadratic_spline`` of ``split_spline_params(params, num_bins)``, params (..., 3K-1).
 
     The layout conditioner networks produce; one transposing copy puts the bins first.
+    ``with_logdet=False``: outputs only (the log-det is None), for sampling.
     """
     bin_major = params.movedim(-1, 0).contiguous()
     return _bin_major_spline(
@@ -220,6 +228,7 @@ def packed_rational_quadratic_spline(
         DEFAULT_MIN_BIN_WIDTH,
         DEFAULT_MIN_BIN_HEIGHT,
         DEFAULT_MIN_DERIVATIVE,
+        with_logdet,
     )
 
 
@@ -235,9 +244,9 @@ class RQSpline(Transform):
         self.tail_bound = tail_bound
         self.params = nn.Parameter(identity_spline_params(num_bins).repeat(features, 1))
 
-    def _spline(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _spline(self, x: Tensor, inverse: bool, with_logdet: bool = True) -> tuple[Tensor, Optional[Tensor]]:
         return packed_rational_quadratic_spline(
-            x, self.params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound
+            x, self.params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound, with_logdet=with_logdet
         )
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -245,4 +254,4 @@ class RQSpline(Transform):
         return z, sum_except_batch(logabsdet)
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
-        return self._spline(z, inverse=True)[0]
+        return self._spline(z, inverse=True, with_logdet=False)[0]

@@ -8,6 +8,7 @@ from funnelrun.evaluation.exactness import logdet_max_abs_err, roundtrip_max_abs
 from funnelrun.transforms.splines import (
     RQSpline,
     identity_spline_params,
+    packed_rational_quadratic_spline,
     rational_quadratic_spline,
     split_spline_params,
 )
@@ -150,3 +151,15 @@ def test_rqspline_float32_roundtrip():
     assert roundtrip_max_abs_err(layer, x) < 1e-4
     assert logdet_max_abs_err(layer, x) < 1e-4
     assert math.isfinite(layer(x)[1].sum().item())
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_outputs_without_logdet_are_the_same(inverse):
+    """Sampling asks for outputs only; they are the very values the log-det path returns."""
+    torch.manual_seed(3)
+    params = torch.randn(7, 5, 3 * 4 - 1, dtype=torch.float64) * 2
+    x = torch.randn(7, 5, dtype=torch.float64) * 3  # some inputs in the linear tails
+    y, logabsdet = packed_rational_quadratic_spline(x, params, 4, inverse=inverse)
+    y_only, none = packed_rational_quadratic_spline(x, params, 4, inverse=inverse, with_logdet=False)
+    assert none is None and logabsdet is not None
+    assert torch.equal(y_only, y)
