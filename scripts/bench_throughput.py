@@ -35,8 +35,9 @@ import statistics
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,9 @@ class Size:
     steps: int = 10
     tail_bound: float = 3.0
 
+
+#: image sets of the funnels paper's Table 7 (funnelrun only): shape, bits, F-NSF latent size
+IMAGE_SIZES = {"cifar10_5bit": ((3, 32, 32), 5, 192)}
 
 SIZES = {
     "power": Size("POWER", features=6, hidden=256, blocks=2, bins=8, batch=512),
@@ -229,14 +233,23 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def synchronize() -> None:
+    """Wait for queued GPU work, so wall-clock intervals measure it (no-op on CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def matmul_peak_gflops(n: int = 1024, reps: int = 20, device: str = "cpu") -> float:
+    n = n if device == "cpu" else 8192
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
     best = float("inf")
     for _ in range(reps):
+        synchronize()
         t = time.perf_counter()
         a @ b
+        synchronize()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
 
@@ -288,9 +301,11 @@ def step_flops_and_memory(bench: Bench, x: Tensor) -> tuple[float, float]:
 
 
 def timed(fn: Callable[[], object], n: int) -> float:
+    synchronize()
     t = time.perf_counter()
     for _ in range(n):
         fn()
+    synchronize()
     return (time.perf_counter() - t) / n
 
 
@@ -309,7 +324,49 @@ def run_size(size: Size, kind: str, args, peak: float) -> list[Bench]:
     data = [torch.randn(size.batch, size.features, generator=g) for _ in range(8)]
     eval_x = torch.randn(args.eval_batch, size.features, generator=g)
     n_sample = args.sample_n if kind == "coupling" else max(64, args.sample_n // 4)
+    return measure(benches, data, eval_x, n_sample, args, peak)
 
+
+def image_benches(name: str, args) -> tuple[list[Bench], list[Tensor], Tensor, int]:
+    """Table 7's CIFAR-10 5-bit NSF and F-NSF (funnels A.8; ``ImageFlowConfig``'s defaults), with the
+    data's rescale + logit layers first as ``funnelrun`` builds them, on dequantized random 5-bit
+    images; funnelrun only (the peers have no such model). Returns benches, batches, eval batch, n."""
+    from funnelrun.transforms.preprocess import Logit, Rescale
+
+    shape, bits, latent = IMAGE_SIZES[name]
+    benches = []
+    for label, builder, extra in (("NSF", build_nsf, {}), ("F-NSF", build_f_nsf, {"latent_dim": latent})):
+        torch.manual_seed(0)
+        model = builder(shape, **extra)
+        for position, layer in enumerate([Rescale(bits), Logit(0.05)]):
+            model.transform.transforms.insert(position, layer)
+        benches.append(Bench("funnelrun", label, model.to(args.device), model.log_prob, model.sample,
+                             fused_adam=True, note=f"Table 7 {name}, latent {latent}" if extra else ""))
+    g = torch.Generator().manual_seed(1)
+
+    def images(n: int) -> Tensor:
+        levels = torch.randint(0, 2**bits, (n, *shape), generator=g).float()
+        return (levels + torch.rand(n, *shape, generator=g)).to(args.device)
+
+    return benches, [images(args.image_batch) for _ in range(2)], images(args.image_batch), args.image_batch
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode (batch-norm statistics, no dropout: the image models) for log-prob and sampling."""
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train()
+
+
+def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: int, args, peak: float) -> list[Bench]:
+    """Warm up, then time every bench's training step, log-prob and sampling in interleaved rounds."""
+    if args.device != "cpu":
+        for b in benches:
+            b.module.to(args.device)
+        data, eval_x = [x.to(args.device) for x in data], eval_x.to(args.device)
     jobs = []
     for b in benches:
         b.results["params"] = count_params(b.module)
@@ -317,17 +374,18 @@ def run_size(size: Size, kind: str, args, peak: float) -> list[Bench]:
         # Warm-up (and compile, timed separately: the first call triggers it).
         t = time.perf_counter()
         trainer.step()
+        synchronize()
         b.results["first_step_s"] = time.perf_counter() - t
         for _ in range(args.warmup):
             trainer.step()
         b.results["flop"], b.results["mem"] = step_flops_and_memory(b, data[0])
 
         def logp(b=b):
-            with torch.inference_mode():
+            with torch.inference_mode(), evaluating(b.module):
                 b.log_prob(eval_x)
 
         def sample(b=b):
-            with torch.inference_mode():
+            with torch.inference_mode(), evaluating(b.module):
                 b.sample(n_sample)
 
         logp(), sample()
@@ -347,7 +405,7 @@ def run_size(size: Size, kind: str, args, peak: float) -> list[Bench]:
         med = {m: statistics.median(ts) for m, ts in b.times.items()}
         b.results["train_sps"] = 1 / med["train"]
         b.results["train_spread"] = (max(b.times["train"]) - min(b.times["train"])) / med["train"]
-        b.results["logp_eps"] = args.eval_batch / med["logp"]
+        b.results["logp_eps"] = eval_x.shape[0] / med["logp"]
         b.results["sample_eps"] = n_sample / med["sample"]
         b.results["peak_frac"] = b.results["flop"] * b.results["train_sps"] / (peak * 1e9)
     return benches
@@ -357,11 +415,15 @@ def fmt_ratio(x: Optional[float]) -> str:
     return "" if x is None else f"{x:.2f}x"
 
 
-def print_table(size: Size, kind: str, benches: list[Bench]) -> None:
+def size_title(size: Size, kind: str) -> str:
+    return (f"{size.name}-sized {kind} NSF  (D={size.features}, {size.steps} steps, hidden "
+            f"{size.hidden}, {size.blocks} block(s), {size.bins} bins, batch {size.batch})")
+
+
+def print_table(title: str, benches: list[Bench]) -> None:
     ref = {b.library: b for b in benches if b.label == "NSF"}
     nflows = ref.get("nflows")
-    print(f"\n### {size.name}-sized {kind} NSF  (D={size.features}, {size.steps} steps, hidden "
-          f"{size.hidden}, {size.blocks} block(s), {size.bins} bins, batch {size.batch})\n")
+    print(f"\n### {title}\n")
     header = ("| model | params | train steps/s | x nflows | %peak | log-prob ex/s | x nflows "
               "| sample ex/s | x nflows | MFLOP/step | est. peak MB | 1st step s |")
     print(header)
@@ -402,7 +464,7 @@ def print_table(size: Size, kind: str, benches: list[Bench]) -> None:
     adam = "fused Adam for every library" if any(b.fused_adam for b in benches if b.library != "funnelrun") \
         else "funnelrun: fused Adam (as its trainer); peers: torch's default Adam"
     notes.append(f"optimizer: {adam}")
-    if not any(b.label.startswith("F-MLP") for b in benches):
+    if nflows is not None and not any(b.label.startswith("F-MLP") for b in benches):
         notes.append("F-MLP: SKIPPED (funnelrun.models.f_mlp.build_f_mlp not available)")
     for n in notes:
         print(f"- {n}")
@@ -410,7 +472,10 @@ def print_table(size: Size, kind: str, benches: list[Bench]) -> None:
 
 def main(argv: Optional[list[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", nargs="+", default=["miniboone", "power"], choices=sorted(SIZES))
+    p.add_argument("--configs", nargs="+", default=["miniboone", "power"], choices=sorted(SIZES) + sorted(IMAGE_SIZES),
+                   help="cifar10_5bit: Table 7's image NSF and F-NSF (funnelrun only; meant for a GPU)")
+    p.add_argument("--device", default="cpu", help="e.g. cuda (times include a synchronize)")
+    p.add_argument("--image-batch", type=int, default=512, help="image configs' batch (Table 7: 512)")
     p.add_argument("--kinds", nargs="+", default=["coupling", "autoregressive"],
                    choices=["coupling", "autoregressive"])
     p.add_argument("--rounds", type=int, default=5)
@@ -441,7 +506,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         args.threads = 1 if busy else torch.get_num_threads()
     torch.set_num_threads(args.threads)
 
-    peak = max(matmul_peak_gflops() for _ in range(3))
+    peak = max(matmul_peak_gflops(device=args.device) for _ in range(3))
     try:
         load = os.getloadavg()
     except OSError:
@@ -464,10 +529,15 @@ def main(argv: Optional[list[str]] = None) -> None:
           f"{args.eval_batch}; sampling {args.sample_n} (coupling) / {max(64, args.sample_n // 4)} (AR)"
           f"{'; funnelrun compiled: ' + args.compile if args.compile else ''}")
     for name in args.configs:
+        if name in IMAGE_SIZES:
+            benches, data, eval_x, n = image_benches(name, args)
+            print_table(f"{name} multi-scale NSF and F-NSF (Table 7), batch {args.image_batch}, on {args.device}",
+                        measure(benches, data, eval_x, n, args, peak))
+            continue
         for kind in args.kinds:
             size = SIZES[name]
             benches = run_size(size, kind, args, peak)
-            print_table(size, kind, benches)
+            print_table(size_title(size, kind), benches)
             sys.stdout.flush()
     try:
         load = os.getloadavg()
