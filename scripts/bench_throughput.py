@@ -240,7 +240,6 @@ def synchronize() -> None:
 
 
 def matmul_peak_gflops(n: int = 1024, reps: int = 20, device: str = "cpu") -> float:
-    n = n if device == "cpu" else 8192
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
@@ -327,10 +326,11 @@ def run_size(size: Size, kind: str, args, peak: float) -> list[Bench]:
     return measure(benches, data, eval_x, n_sample, args, peak)
 
 
-def image_benches(name: str, args) -> tuple[list[Bench], list[Tensor], Tensor, int]:
+def image_benches(name: str, args) -> tuple[list[Bench], list[Tensor], Tensor]:
     """Table 7's CIFAR-10 5-bit NSF and F-NSF (funnels A.8; ``ImageFlowConfig``'s defaults), with the
     data's rescale + logit layers first as ``funnelrun`` builds them, on dequantized random 5-bit
-    images; funnelrun only (the peers have no such model). Returns benches, batches, eval batch, n."""
+    images; funnelrun only (the peers have no such model). Returns benches, batches, eval batch (on
+    CPU: :func:`measure` moves everything to ``--device``)."""
     from funnelrun.transforms.preprocess import Logit, Rescale
 
     shape, bits, latent = IMAGE_SIZES[name]
@@ -340,15 +340,15 @@ def image_benches(name: str, args) -> tuple[list[Bench], list[Tensor], Tensor, i
         model = builder(shape, **extra)
         for position, layer in enumerate([Rescale(bits), Logit(0.05)]):
             model.transform.transforms.insert(position, layer)
-        benches.append(Bench("funnelrun", label, model.to(args.device), model.log_prob, model.sample,
+        benches.append(Bench("funnelrun", label, model, model.log_prob, model.sample,
                              fused_adam=True, note=f"Table 7 {name}, latent {latent}" if extra else ""))
     g = torch.Generator().manual_seed(1)
 
     def images(n: int) -> Tensor:
         levels = torch.randint(0, 2**bits, (n, *shape), generator=g).float()
-        return (levels + torch.rand(n, *shape, generator=g)).to(args.device)
+        return levels + torch.rand(n, *shape, generator=g)
 
-    return benches, [images(args.image_batch) for _ in range(2)], images(args.image_batch), args.image_batch
+    return benches, [images(args.image_batch) for _ in range(2)], images(args.image_batch)
 
 
 @contextmanager
@@ -506,7 +506,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         args.threads = 1 if busy else torch.get_num_threads()
     torch.set_num_threads(args.threads)
 
-    peak = max(matmul_peak_gflops(device=args.device) for _ in range(3))
+    peak_n = 1024 if args.device == "cpu" else 8192  # a GPU needs a larger product to reach its peak
+    peak = max(matmul_peak_gflops(peak_n, device=args.device) for _ in range(3))
     try:
         load = os.getloadavg()
     except OSError:
@@ -524,15 +525,15 @@ def main(argv: Optional[list[str]] = None) -> None:
           f"{platform.python_version()}")
     print("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"- load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"- fp32 matmul peak (1024^3, best of 60): {peak:.0f} GFLOP/s")
+    print(f"- fp32 matmul peak ({peak_n}^3, best of 60): {peak:.0f} GFLOP/s")
     print(f"- medians of {args.rounds} interleaved rounds of ~{args.seconds}s blocks; log-prob batch "
           f"{args.eval_batch}; sampling {args.sample_n} (coupling) / {max(64, args.sample_n // 4)} (AR)"
           f"{'; funnelrun compiled: ' + args.compile if args.compile else ''}")
     for name in args.configs:
         if name in IMAGE_SIZES:
-            benches, data, eval_x, n = image_benches(name, args)
+            benches, data, eval_x = image_benches(name, args)
             print_table(f"{name} multi-scale NSF and F-NSF (Table 7), batch {args.image_batch}, on {args.device}",
-                        measure(benches, data, eval_x, n, args, peak))
+                        measure(benches, data, eval_x, args.image_batch, args, peak))
             continue
         for kind in args.kinds:
             size = SIZES[name]

@@ -95,16 +95,19 @@ def test_logdet_maps_sum_to_the_logdet(actnorm):
     assert not torch.allclose(maps[0], maps[1])
 
 
+#: a two-stage run on the embedded digits, small enough for the suite
+TINY_RUN = [
+    "model=realnvp_ldmask", "data=digits", "model.stage1_steps=4", "model.image.levels=2",
+    "model.image.steps_per_level=1", "model.image.hidden_channels=4", "model.image.num_res_blocks=1",
+    "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
+]
+
+
 def test_both_stages_from_one_command_and_reload(run_cli, tmp_path):
     from funnelrun.evaluation.loading import load_model
 
     run_dir = tmp_path / "run"
-    overrides = [
-        "model=realnvp_ldmask", "data=digits", "model.stage1_steps=4", "model.image.levels=2",
-        "model.image.steps_per_level=1", "model.image.hidden_channels=4", "model.image.num_res_blocks=1",
-        "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-    ]
-    result = run_cli(run_dir, *overrides)
+    result = run_cli(run_dir, *TINY_RUN)
     assert result.code == 0, result.err
     assert (run_dir / "stage1" / "metrics.json").exists()
     saved = torch.load(run_dir / "ldmask" / "masks.pt")
@@ -113,7 +116,7 @@ def test_both_stages_from_one_command_and_reload(run_cli, tmp_path):
     metrics = result.metrics
     assert metrics["exact"] and math.isfinite(metrics["test/bpd"]) and metrics["latent_dim"] == 64
 
-    _, _, model = load_model([*overrides, f"ckpt_path={metrics['best_checkpoint']}"])
+    _, _, model = load_model([*TINY_RUN, f"ckpt_path={metrics['best_checkpoint']}"])
     assert torch.equal(logdet_squeezes(model)[0].kept, saved["masks"][0])
 
 
@@ -220,12 +223,7 @@ def test_glow_variant_from_one_command_and_reload(run_cli, tmp_path):
     from funnelrun.models.realnvp_ldmask import mask_layers
 
     run_dir = tmp_path / "run"
-    overrides = [
-        "model=realnvp_ldmask", "data=digits", "model.ldmask_source=conv_svd", "model.stage1_steps=4",
-        "model.image.levels=2", "model.image.steps_per_level=1", "model.image.hidden_channels=4",
-        "model.image.num_res_blocks=1", "trainer.max_steps=4", "trainer.val_check_interval=2",
-        "trainer.log_every_n_steps=1",
-    ]
+    overrides = [*TINY_RUN, "model.ldmask_source=conv_svd"]
     result = run_cli(run_dir, *overrides)
     assert result.code == 0, result.err
     assert (run_dir / "stage1" / "metrics.json").exists()
