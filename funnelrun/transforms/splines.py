@@ -64,8 +64,8 @@ def _log_derivative(
 
 
 def _gather_bins(table: Tensor, bin_idx: Tensor, shape: torch.Size) -> Tensor:
-    """``out[q, e] = table[q, bin_idx[e], e]``: table (Q, K, *S) with S broadcasting to ``shape``,
-    bin_idx (*shape) in [0, K). Returns (Q, *shape).
+    """``out[q, j, e] = table[q, bin_idx[j, e], e]``: table (Q, K, *S) with S broadcasting to
+    ``shape``, bin_idx (J, *shape) in [0, K). Returns (Q, J, *shape).
 
     When the table already has one entry per element (conditioner outputs) this is a plain gather.
     When it is shared across elements (an :class:`RQSpline`'s per-feature knots, broadcast over the
@@ -76,12 +76,13 @@ def _gather_bins(table: Tensor, bin_idx: Tensor, shape: torch.Size) -> Tensor:
     same entries, and its backward scatter-adds straight into a (Q, K * |S|) gradient: the same
     values and the same gradient (sums of the same terms, in another order).
     """
+    queries = bin_idx.shape[0]
     if tuple(table.shape[2:]) == tuple(shape):
-        return table.gather(1, bin_idx[None, None].expand(table.shape[0], 1, *shape))[:, 0]
+        return table.gather(1, bin_idx[None].expand(table.shape[0], *bin_idx.shape))
     cells = math.prod(table.shape[2:])
     position = torch.arange(cells, device=table.device).view(table.shape[2:]).expand(shape)
     index = (bin_idx * cells + position).reshape(1, -1).expand(table.shape[0], -1)
-    return table.reshape(table.shape[0], -1).gather(1, index).view(table.shape[0], *shape)
+    return table.reshape(table.shape[0], -1).gather(1, index).view(table.shape[0], queries, *shape)
 
 
 def _bin_major_spline(
@@ -100,8 +101,9 @@ def _bin_major_spline(
 
     ``S`` broadcasts against ``inputs.shape``. Keeping the bins first is what makes this fast on
     CPU: softmax and cumsum over a leading axis are vectorised across elements, whereas over a
-    trailing axis of 4-10 bins they run element by element (about 10x slower for a softmax). All
-    per-bin quantities are gathered in one stacked gather; no data-dependent indexing.
+    trailing axis of 4-10 bins they run element by element (about 10x slower for a softmax). The
+    per-bin quantities come from two gathers (knots and derivatives at bins k and k+1), with no
+    per-bin table built first; no data-dependent indexing.
     """
     num_bins = unnormalized_sizes.shape[1]
     if min_bin_width * num_bins > 1.0 or min_bin_height * num_bins > 1.0:
@@ -127,7 +129,6 @@ def _bin_major_spline(
     interior = 2 * tail_bound * torch.cumsum(sizes[:, : num_bins - 1], dim=1) - tail_bound
     edge = interior.new_full((), tail_bound).expand(2, 1, *interior.shape[2:])
     knots = torch.cat([-edge, interior, edge], dim=1)
-    bin_sizes = knots[:, 1:] - knots[:, :-1]
     boundary = unnormalized_derivatives.new_full((), _unit_derivative_logit(min_derivative))
     boundary = boundary.expand(1, *unnormalized_derivatives.shape[1:])
     derivatives = min_derivative + F.softplus(
@@ -137,12 +138,16 @@ def _bin_major_spline(
     # Bin k holds knot_k <= input < knot_{k+1}; the last bin also holds the right edge. Counting
     # the interior knots at or below the (clamped) input gives k in [0, K-1] directly.
     interior_knots = knots[1 if inverse else 0, 1:num_bins]
-    bin_idx = (clamped[None] >= interior_knots).sum(dim=0, keepdim=True)
+    bin_idx = (clamped[None] >= interior_knots).sum(dim=0)
 
-    # One gather of the six per-bin quantities: x_k, y_k, width, height, d_k, d_{k+1}.
-    table = torch.cat([knots[:, :num_bins], bin_sizes, derivatives[None, :-1], derivatives[None, 1:]])
-    shape = torch.broadcast_shapes(inputs.shape, table.shape[2:])
-    x_k, y_k, width, height, d_k, d_k1 = _gather_bins(table, bin_idx.expand(1, *shape)[0], shape).unbind(0)
+    # Two gathers at bins k and k+1: knots (x_k, x_k+1, y_k, y_k+1) and derivatives (d_k, d_k+1).
+    # Width and height are differences of the gathered knots: the same float operations as
+    # differencing all K bins first, done only for the bin each element falls in.
+    shape = torch.broadcast_shapes(inputs.shape, knots.shape[2:])
+    edges = torch.stack([bin_idx, bin_idx + 1])
+    (x_k, x_k1), (y_k, y_k1) = _gather_bins(knots, edges, shape).unbind(0)
+    d_k, d_k1 = _gather_bins(derivatives[None], edges, shape)[0]
+    width, height = x_k1 - x_k, y_k1 - y_k
     delta = height / width
 
     if inverse:
