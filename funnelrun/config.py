@@ -217,6 +217,11 @@ class VFlowConfig:
     q_hidden_features: Optional[int] = None
     #: q's base is N(mu(x), sigma(x)) (a conditional Glow's learned prior) instead of N(0, I)
     q_gaussian: bool = True
+    #: steps of the entropy warm-up: training maximises E_q[log p(x, a)] + beta * H[q(a | x)] with beta
+    #: rising linearly from entropy_warmup_start to 1 (0: the plain ELBO from the start), so that q(a | x)
+    #: does not collapse to noise the flow ignores (funnelrun/surjections/augment.py); evaluation is the ELBO
+    entropy_warmup_steps: int = 0
+    entropy_warmup_start: float = 0.5
     #: images (C, H, W) only, where the vector fields above are ignored but transform (affine or RQ
     #: couplings): augment_channels, q(a | x) and the multi-scale p-network (funnelrun/models/image_vflow.py)
     image: ImageVFlowConfig = field(default_factory=ImageVFlowConfig)

@@ -59,9 +59,12 @@ def build_image_vflow(
     *,
     affine: bool = True,
     image: Union[ImageVFlowConfig, Mapping[str, Any], None] = None,
+    entropy_warmup_steps: int = 0,
+    entropy_warmup_start: float = 0.5,
 ) -> Flow:
     """VFlow on images of ``data_shape`` (C, H, W): Augment(q) then the multi-scale flow on
-    C + ``image.augment_channels`` channels (affine couplings, or RQ splines with ``affine=False``)."""
+    C + ``image.augment_channels`` channels (affine couplings, or RQ splines with ``affine=False``);
+    ``entropy_warmup_*``: q's entropy warm-up (:class:`~funnelrun.surjections.augment.Augment`)."""
     s = image_settings(image if isinstance(image, ImageVFlowConfig) else ImageVFlowConfig(**(image or {})))
     if s.augment_channels < 0 or s.q_steps < 1:
         raise ValueError(f"augment_channels must be >= 0 and q_steps >= 1, got {s.augment_channels}, {s.q_steps}")
@@ -69,4 +72,5 @@ def build_image_vflow(
         return build_image_nsf(data_shape, affine=affine, image=s)
     channels, height, width = data_shape
     augmented = (channels + s.augment_channels, height, width)
-    return Flow([Augment(image_q((channels, height, width), s)), multiscale_nsf(augmented, affine, s)], data_shape)
+    augment = Augment(image_q((channels, height, width), s), entropy_warmup_steps, entropy_warmup_start)
+    return Flow([augment, multiscale_nsf(augmented, affine, s)], data_shape)

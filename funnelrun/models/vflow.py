@@ -46,15 +46,19 @@ def build_vflow(
     q_steps: int = 1,
     q_hidden_features: Optional[int] = None,
     q_gaussian: bool = True,
+    entropy_warmup_steps: int = 0,
+    entropy_warmup_start: float = 0.5,
     image: Optional[Mapping[str, Any]] = None,
 ) -> Flow:
     """VFlow on vectors of ``data_shape == (D,)``: ``num_steps`` steps of width D + ``augment_dim``
     (the p-network) after ``q_steps`` conditional steps for q(a | x) (the q-network, §5: one step),
     on a conditional Gaussian N(mu(x), sigma(x)) when ``q_gaussian`` (a conditional Glow's learned
-    prior), else on N(0, I).
+    prior), else on N(0, I). ``entropy_warmup_*``: the warm-up of q's entropy term in training
+    (:class:`~funnelrun.surjections.augment.Augment`).
     On images ``data_shape == (C, H, W)``: :func:`~funnelrun.models.image_vflow.build_image_vflow`."""
     if len(data_shape) == 3:
-        return build_image_vflow(data_shape, affine=SplineKind(transform) is SplineKind.affine, image=image)
+        return build_image_vflow(data_shape, affine=SplineKind(transform) is SplineKind.affine, image=image,
+                                 entropy_warmup_steps=entropy_warmup_steps, entropy_warmup_start=entropy_warmup_start)
     (features,) = data_shape
     if augment_dim < 0:
         raise ValueError(f"augment_dim must be >= 0, got {augment_dim}")
@@ -66,7 +70,7 @@ def build_vflow(
         if q_gaussian:
             q_layers.append(ConditionalAffine(augment_dim, features, q_hidden_features or hidden_features))
         q_transform = CompositeTransform(q_layers)
-        layers.append(Augment(ConditionalFlow(augment_dim, q_transform)))
+        layers.append(Augment(ConditionalFlow(augment_dim, q_transform), entropy_warmup_steps, entropy_warmup_start))
     width = features + augment_dim
     layers += flow_steps(num_steps, width, actnorm=actnorm, hidden_features=hidden_features, dropout=dropout, **step)
     if LinearKind(linear) is LinearKind.lu:

@@ -13,6 +13,7 @@ from torch import Tensor
 from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.importance import importance_weighted_log_prob
 from funnelrun.models.flow import Flow
+from funnelrun.surjections.augment import Augment
 from funnelrun.training.compile import maybe_compile
 from funnelrun.training.metrics import bits_per_dim
 from funnelrun.training.nonfinite import NonFiniteFlags
@@ -34,7 +35,8 @@ def _numpy_state_to_plain(state: tuple) -> tuple:
 
 class DensityEstimator(pl.LightningModule):
     """Trains ``model`` on loss = -mean log p(x) with Adam and cosine annealing to 0 over
-    ``trainer.max_steps``. Validation and test NLL are means over the *whole* split: sums in
+    ``trainer.max_steps`` (a VFlow's -log q term weighted during its entropy warm-up,
+    :class:`~funnelrun.surjections.augment.Augment`). Validation and test NLL are means over the *whole* split: sums in
     float64 and example counts, reduced across ranks (never a mean of batch means). For a model
     that gives a bound (``model.exact`` False), validation uses the one-sample bound and the test
     reports ``test/nll`` as the importance-weighted estimate with ``is_samples`` samples (drawn
@@ -69,9 +71,13 @@ class DensityEstimator(pl.LightningModule):
         self._count = torch.zeros((), dtype=torch.float64)
         self._is_sum = torch.zeros((), dtype=torch.float64)
         self.results: dict[str, Optional[float]] = {}
+        #: VFlow augmentations with an entropy warm-up: told the step before each training step
+        self._warmups = [m for m in model.modules() if isinstance(m, Augment) and m.entropy_warmup_steps]
 
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        for layer in self._warmups:
+            layer.set_step(self.global_step)
         loss = -self.train_log_prob(_first(batch)).mean()
         # only on the steps the logger writes (``trainer.log_every_n_steps``): ``self.log`` costs
         # about a millisecond, more than a whole step of a small flow on a CPU

@@ -50,3 +50,25 @@ def test_is_a_bound_and_needs_at_least_one_dimension():
     assert _augment().exact is False and _augment().bijective is False
     with pytest.raises(ValueError, match="at least one"):
         Augment(ConditionalFlow(0, CompositeTransform([])))
+
+
+def test_entropy_warmup_weights_minus_log_q_in_training_only():
+    layer = _augment()
+    warm = Augment(layer.q, entropy_warmup_steps=10, entropy_warmup_start=0.2).double()
+    x = torch.randn(7, 3, dtype=torch.float64)
+    for step, beta in ((0, 0.2), (5, 0.6), (10, 1.0), (50, 1.0)):
+        warm.set_step(step)
+        torch.manual_seed(1)
+        xa, contribution = warm.train()(x)
+        assert torch.allclose(contribution, -beta * layer.q.log_prob(xa[:, 3:], x), atol=1e-10)
+    warm.set_step(0)
+    torch.manual_seed(1)
+    xa, contribution = warm.eval()(x)  # evaluation: the bound's -log q, whatever the step
+    assert torch.allclose(contribution, -layer.q.log_prob(xa[:, 3:], x), atol=1e-10)
+
+
+def test_entropy_warmup_settings_are_checked():
+    with pytest.raises(ValueError, match="entropy_warmup"):
+        Augment(_augment().q, entropy_warmup_steps=-1)
+    with pytest.raises(ValueError, match="entropy_warmup"):
+        Augment(_augment().q, entropy_warmup_steps=10, entropy_warmup_start=1.5)

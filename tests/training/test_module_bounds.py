@@ -48,3 +48,15 @@ def test_exact_model_reports_only_its_nll():
     assert "test/nll_elbo" not in results
     with torch.no_grad():
         assert results["test/nll"] == pytest.approx(-model.log_prob(x).double().mean().item(), abs=1e-5)
+
+
+def test_training_step_tells_the_entropy_warmup_its_step():
+    torch.manual_seed(0)
+    model = build_vflow((2,), augment_dim=2, num_steps=1, hidden_features=8, num_blocks=1,
+                        entropy_warmup_steps=8, entropy_warmup_start=0.0)
+    (augment,) = [m for m in model.modules() if hasattr(m, "set_step")]
+    module = DensityEstimator(model, lr=1e-3)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, max_steps=3)
+    trainer.fit(module, DataLoader(TensorDataset(torch.randn(64, 2)), batch_size=16))
+    assert augment.entropy_weight.item() == pytest.approx(2 / 8)  # set before the third step (step 2)
