@@ -14,7 +14,7 @@ and log q would not be the density a was drawn from.
 
 On images (C, H, W) it is the image VFlow of :mod:`funnelrun.models.image_vflow` with the ``image``
 settings (augmented channels, multi-scale p-network); of the other arguments only ``transform``
-applies there (affine: Glow-style couplings, else RQ splines).
+(affine: Glow-style couplings, else RQ splines) and ``entropy_warmup_*`` apply there.
 """
 from __future__ import annotations
 

@@ -21,6 +21,8 @@ SHRINK = {
     "hidden_features": 16, "num_blocks": 1, "num_bins": 4, "conditional_hidden_features": 8,
     "encoder_hidden": 16, "decoder_hidden": 16, "hidden": 16, "depth": 1, "num_steps": 2,
 }
+#: and switch on whatever training schedule a model has, so its CLI path runs too
+SCHEDULES = {"entropy_warmup_steps": 2}
 RUN = [
     "data=four_circles", "data.n_train=512", "data.n_val=256", "data.n_test=256", "data.batch_size=64",
     "data.eval_batch_size=128", "trainer.max_steps=4", "trainer.val_check_interval=2",
@@ -36,7 +38,7 @@ def _overrides(model: str) -> list[str]:
     register_configs()
     with initialize_config_module(config_module="funnelrun.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"model={model}"])
-    shrink = [f"model.{k}={v}" for k, v in SHRINK.items() if k in cfg.model]
+    shrink = [f"model.{k}={v}" for k, v in {**SHRINK, **SCHEDULES}.items() if k in cfg.model]
     extra = ["eval.is_samples=8"] if "is_samples" in cfg.eval else []
     return [f"model={model}", *shrink, *RUN, *extra]
 
