@@ -15,10 +15,11 @@ Inverse (generative direction) drops a.
 **Entropy warm-up** (``entropy_warmup_steps > 0``; ours, not in the VFlow paper): in training mode
 the contribution is -beta * log q(a | x), i.e. the objective is E_q[log p(x, a)] + beta * H[q(a | x)],
 with beta rising linearly from ``entropy_warmup_start`` to 1 over the first ``entropy_warmup_steps``
-optimizer steps (KL annealing, Bowman et al. 2016). Started at beta = 1, the ELBO sits at a stable
-"collapsed" point: the flow treats a as independent noise, so the ELBO pulls q(a | x) to that noise,
-so a carries nothing about x for the flow to use (on the checkerboard, q(a | x) ends up explaining
-under 1% of a's variance by the square x lies in). beta < 1 rewards an informative q first. After the
+optimizer steps (KL annealing, Bowman et al. 2016). Trained on the ELBO from the first step, a VFlow
+can settle where the flow treats a as independent noise: the ELBO then pulls q(a | x) towards that
+noise, and a carries nothing about x for the flow to use. On the checkerboard every seed we ran did
+(mean -log q(a | x) 10.3-11.3 nats against 11.35 for N(0, I) in 8-D, ``scripts/vflow_collapse.py``);
+with the warm-up it ended between -1.6 and -0.1. beta < 1 rewards an informative q first. After the
 warm-up the objective is the ELBO again, and evaluation (eval mode) always reports the bound.
 """
 from __future__ import annotations
