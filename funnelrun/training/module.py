@@ -36,11 +36,11 @@ def _numpy_state_to_plain(state: tuple) -> tuple:
 class DensityEstimator(pl.LightningModule):
     """Trains ``model`` on loss = -mean log p(x) with Adam and cosine annealing to 0 over
     ``trainer.max_steps`` (a VFlow's -log q term weighted during its entropy warm-up,
-    :class:`~funnelrun.surjections.augment.Augment`). Validation and test NLL are means over the *whole* split: sums in
-    float64 and example counts, reduced across ranks (never a mean of batch means). For a model
-    that gives a bound (``model.exact`` False), validation uses the one-sample bound and the test
-    reports ``test/nll`` as the importance-weighted estimate with ``is_samples`` samples (drawn
-    ``is_chunk_size`` per call) and the one-sample bound as ``test/nll_elbo``."""
+    :class:`~funnelrun.surjections.augment.Augment`). Validation and test NLL are means over the
+    *whole* split: sums in float64 and example counts, reduced across ranks (never a mean of batch
+    means). For a model that gives a bound (``model.exact`` False), validation uses the one-sample
+    bound and the test reports ``test/nll`` as the importance-weighted estimate with ``is_samples``
+    samples (drawn ``is_chunk_size`` per call) and the one-sample bound as ``test/nll_elbo``."""
 
     def __init__(
         self,
