@@ -21,6 +21,7 @@ import torch
 from omegaconf import OmegaConf
 
 from funnelrun.surjections.augment import Augment
+from funnelrun.training.checkpoint import model_weights, read_checkpoint
 from funnelrun.training.run import build_data, build_model
 
 
@@ -46,8 +47,7 @@ def main() -> None:
             raise SystemExit(f"{run}: not a checkerboard run (data.name={cfg.data.get('name')})")
         datamodule = build_data(cfg)
         model = build_model(cfg, datamodule)
-        state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+        model.load_state_dict(model_weights(read_checkpoint(run / "checkpoints" / "last.ckpt")))
         augments = [m for m in model.modules() if isinstance(m, Augment)]
         if not augments:
             raise SystemExit(f"{run}: the model has no augmentation q(a | x) (not a VFlow)")

@@ -35,7 +35,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
 def load_model(overrides: list[str]) -> tuple[DictConfig, FunnelDataModule, Flow]:
     """Config, data and model for ``overrides``; the model's weights from ``ckpt_path`` when given
     (a checkpoint from another model or data shape is refused with the differences)."""
-    from funnelrun.training.checkpoint import check_compatible, read_checkpoint, resolve_ckpt_path
+    from funnelrun.training.checkpoint import check_compatible, model_weights, read_checkpoint, resolve_ckpt_path
     from funnelrun.training.run import build_data, build_model, fingerprint
 
     cfg = compose_config(overrides)
@@ -47,5 +47,5 @@ def load_model(overrides: list[str]) -> tuple[DictConfig, FunnelDataModule, Flow
         path = resolve_ckpt_path(cfg.ckpt_path, Path.cwd())
         checkpoint = read_checkpoint(path)
         check_compatible(path, checkpoint, fingerprint(cfg, datamodule))
-        model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()})
+        model.load_state_dict(model_weights(checkpoint))
     return cfg, datamodule, model.eval()

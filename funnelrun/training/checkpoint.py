@@ -37,6 +37,12 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         ) from exc
 
 
+def model_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The model's state dict in a checkpoint of :class:`~funnelrun.training.module.DensityEstimator`
+    (its keys without the module's ``model.`` prefix), for ``Flow.load_state_dict``."""
+    return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+
+
 def check_compatible(path: Path, checkpoint: dict[str, Any], fingerprint: dict[str, Any]) -> None:
     """The checkpoint must come from the same model config and data shape as this run."""
     saved = checkpoint.get(FINGERPRINT_KEY)

@@ -27,6 +27,7 @@ from funnelrun.evaluation.channel_logdet import level_channel_scores
 from funnelrun.evaluation.logdet_map import mean_level_logdet_maps
 from funnelrun.models.flow import Flow
 from funnelrun.models.realnvp_ldmask import LDMaskSource, channel_masks_from_scores, masks_from_maps, set_masks
+from funnelrun.training.checkpoint import model_weights, read_checkpoint
 from funnelrun.training.run_dir import CHECKPOINT_DIR, METRICS_FILE
 
 STAGE1_DIR = "stage1"
@@ -63,8 +64,7 @@ def fit_masks(cfg: DictConfig, run_dir: Path, model: Flow, datamodule: FunnelDat
     best = json.loads((stage1_dir / METRICS_FILE).read_text())["best_checkpoint"]
     checkpoint_path = Path(best) if best else stage1_dir / CHECKPOINT_DIR / "last.ckpt"
     stage1_model = build_model(stage1, datamodule)
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
-    stage1_model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    stage1_model.load_state_dict(model_weights(read_checkpoint(checkpoint_path)))
 
     out = run_dir / MASK_DIR
     out.mkdir(exist_ok=True)
