@@ -7,6 +7,7 @@ The vector networks take an optional ``context`` (batch, context_features); a ne
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import torch
@@ -157,6 +158,33 @@ class MaskedResidualBlock(nn.Module):
         return x + h
 
 
+Affine = tuple[Tensor, Tensor]  # (weight, bias) of a linear map
+
+
+@dataclass
+class _DegreeSortedWeights:
+    """MADE's masked weights with the hidden units sorted by degree (built by
+    :meth:`MADE.masks_frozen`). Output i (degree i + 1) depends only on hidden units of degree <= i,
+    which sorting makes the first ``counts[i]``, and those see only inputs < i: the pass for feature
+    i multiplies these prefixes alone. Over the D passes of an inversion the hidden layers cost
+    about D / 3 full passes instead of D (sum of (i / D)^2)."""
+
+    counts: list[int]
+    initial: Affine
+    context: Optional[Affine]
+    blocks: list[tuple[Affine, Optional[Affine], Affine]]  # linear_0, context_layer, linear_1
+    final: Affine
+
+
+def _sorted_rows(layer: nn.Linear, order: Tensor) -> Affine:
+    # index_select, not w[order]: several times faster for a 256 x 256 weight on CPU
+    return layer.weight.index_select(0, order), layer.bias.index_select(0, order)
+
+
+def _masked(layer: MaskedLinear) -> Tensor:
+    return layer.weight * layer.mask
+
+
 class MADE(nn.Module):
     """Masked autoencoder for distribution estimation (Germain et al. 2015) with residual blocks.
 
@@ -194,23 +222,70 @@ class MADE(nn.Module):
         output_degrees = input_degrees.repeat_interleave(output_multiplier)
         self.final_layer = MaskedLinear(hidden_degrees, output_degrees, strict=True)
         self.output_multiplier = output_multiplier
+        self.use_batch_norm = use_batch_norm
+        # Not in the state dict (checkpoints keep their keys): the masks already encode the degrees.
+        self.register_buffer("hidden_order", torch.argsort(hidden_degrees, stable=True), persistent=False)
+        #: hidden units of degree <= i, i.e. those feature i's outputs depend on
+        self.units_for_feature = [int((hidden_degrees <= i).sum()) for i in range(features)]
+        self._sorted: Optional[_DegreeSortedWeights] = None
+
+    def _degree_sorted_weights(self) -> _DegreeSortedWeights:
+        order = self.hidden_order
+        blocks = []
+        for block in self.blocks:
+            linear_0, linear_1 = (
+                (_masked(layer).index_select(0, order).index_select(1, order), layer.bias.index_select(0, order))
+                for layer in (block.linear_0, block.linear_1)
+            )
+            context = None if block.context_layer is None else _sorted_rows(block.context_layer, order)
+            blocks.append((linear_0, context, linear_1))
+        return _DegreeSortedWeights(
+            counts=self.units_for_feature,
+            initial=(_masked(self.initial_layer).index_select(0, order), self.initial_layer.bias.index_select(0, order)),
+            context=None if self.context_layer is None else _sorted_rows(self.context_layer, order),
+            blocks=blocks,
+            final=(_masked(self.final_layer).index_select(1, order), self.final_layer.bias),
+        )
 
     @contextmanager
     def masks_frozen(self) -> Iterator[None]:
-        """Within the block every masked layer multiplies its weight by its mask once, not once
-        per call: for the D sequential passes of an autoregressive inversion (gradients still flow
-        to the weights)."""
-        layers = [m for m in self.modules() if isinstance(m, MaskedLinear)]
+        """Within the block the masked weights are formed once, not once per call: for the D
+        sequential passes of an autoregressive inversion (gradients still flow to the weights).
+        ``forward(x, feature=i)`` then uses the degree-sorted prefixes of
+        :class:`_DegreeSortedWeights`; with batch norm (per-unit statistics, not sorted) every
+        masked layer keeps ``weight * mask`` and the passes use all hidden units."""
+        layers = [m for m in self.modules() if isinstance(m, MaskedLinear)] if self.use_batch_norm else []
         for layer in layers:
-            layer.frozen_weight = layer.weight * layer.mask
+            layer.frozen_weight = _masked(layer)
+        self._sorted = None if self.use_batch_norm else self._degree_sorted_weights()
         try:
             yield
         finally:
+            self._sorted = None
             for layer in layers:
                 layer.frozen_weight = None
 
+    def _feature_pass(self, x: Tensor, context: Optional[Tensor], i: int) -> Tensor:
+        """Feature i's outputs from the degree-sorted prefixes: the computation of :meth:`forward`
+        (batch norm excepted) restricted to the hidden units output i depends on."""
+        weights = self._sorted
+        n = weights.counts[i]
+        w, b = weights.initial
+        h = F.linear(x[:, :i], w[:n, :i], b[:n])
+        if weights.context is not None:
+            h = h + F.linear(_require_context(context), weights.context[0][:n], weights.context[1][:n])
+        for block, ((w0, b0), block_context, (w1, b1)) in zip(self.blocks, weights.blocks):
+            t = F.linear(F.relu(h), w0[:n, :n], b0[:n])
+            if block_context is not None:
+                t = t + F.linear(_require_context(context), block_context[0][:n], block_context[1][:n])
+            h = h + F.linear(block.dropout(F.relu(t)), w1[:n, :n], b1[:n])
+        rows = slice(i * self.output_multiplier, (i + 1) * self.output_multiplier)
+        return F.linear(h, weights.final[0][rows, :n], weights.final[1][rows])
+
     def forward(self, x: Tensor, context: Optional[Tensor] = None, feature: Optional[int] = None) -> Tensor:
         """(batch, D * output_multiplier); ``feature``: only feature i's outputs (batch, output_multiplier)."""
+        if feature is not None and self._sorted is not None:
+            return self._feature_pass(x, context, feature)
         h = self.initial_layer(x)
         if self.context_layer is None:
             context = None

@@ -112,22 +112,40 @@ def test_conv_residual_net_shapes_batch_norm_and_near_identity_blocks():
     assert (net.blocks(h) - h).abs().max() < 0.1  # each block's last convolution starts near zero
 
 
-@pytest.mark.parametrize("context_features", [None, 2])
-def test_made_one_feature_and_frozen_masks_give_the_same_outputs(context_features):
-    """What the autoregressive inversion uses: feature i's outputs alone, and masks applied once."""
+@pytest.mark.parametrize(
+    "features, hidden, context_features, use_batch_norm",
+    [(5, 12, None, False), (5, 12, 2, False), (1, 4, None, False), (1, 4, 2, False), (6, 40, None, False),
+     (5, 12, None, True), (5, 12, 2, True)],
+)
+def test_made_one_feature_and_frozen_masks_give_the_same_outputs(features, hidden, context_features, use_batch_norm):
+    """What the autoregressive inversion uses: feature i's outputs alone, from masked weights formed
+    once; without batch norm, from the degree-sorted prefixes of hidden units (fewer of them for
+    early features), with it, from all units."""
     torch.manual_seed(0)
-    made = MADE(5, hidden_features=12, context_features=context_features, num_blocks=2, output_multiplier=3)
+    made = MADE(features, hidden_features=hidden, context_features=context_features, num_blocks=2,
+                output_multiplier=3, use_batch_norm=use_batch_norm)
     randomize_(made, std=0.5)
-    x = torch.randn(6, 5, dtype=torch.float64)
-    made = made.double()
+    made = made.double().eval()
+    x = torch.randn(6, features, dtype=torch.float64)
     context = None if context_features is None else torch.randn(6, context_features, dtype=torch.float64)
     full = made(x, context)
     with made.masks_frozen():
-        for i in range(5):
+        assert (made._sorted is None) == use_batch_norm
+        for i in range(features):
             assert torch.allclose(made(x, context, feature=i), full[:, 3 * i : 3 * i + 3], atol=1e-12)
         weight = made.final_layer.weight
-        loss = made(x, context, feature=4).sum()
+        loss = made(x, context, feature=features - 1).sum()
+    assert made._sorted is None
     assert all(m.frozen_weight is None for m in made.modules() if hasattr(m, "frozen_weight"))
     loss.backward()  # gradients reach the weights through the frozen (masked) copies
     assert weight.grad is not None and weight.grad.abs().sum() > 0
     assert torch.equal(weight.grad != 0, (made.final_layer.mask != 0) & (weight.grad != 0))
+
+
+def test_made_feature_passes_use_only_the_hidden_units_of_lower_degree():
+    """Feature i's pass reads hidden units of degree <= i alone (a prefix after sorting): for 6
+    features and 40 units, degrees cycle over 1..5, so 0, 8, 16, 24, 32 and 40 units."""
+    made = MADE(6, hidden_features=40, num_blocks=1)
+    assert made.units_for_feature == [0, 8, 16, 24, 32, 40]
+    assert MADE(6, hidden_features=40, context_features=1).units_for_feature == [7, 14, 21, 28, 34, 40]
+    assert "hidden_order" not in made.state_dict()  # checkpoints keep their keys
