@@ -17,7 +17,9 @@ model, after warm-up:
             ``torch.autograd.graph.saved_tensors_hooks``; deterministic, unlike RSS on a shared box);
 - FLOP:     forward + backward FLOP of a training step (``torch.utils.flop_counter``), so that
             steps/s x FLOP/step over the machine's measured fp32 matmul peak gives the fraction of
-            peak the step reaches.
+            peak the step reaches; likewise the FLOP of one ``sample(n)`` call for sampling's
+            fraction of peak (a library at f% of peak can be beaten by at most 100/f times at
+            the same FLOP count).
 
 Architectures (NSF paper's UCI models, as in nflows' ``nsf`` experiments): step = random permutation
 -> LU-linear (identity init) -> RQ-spline coupling (ResidualNet) or masked autoregressive RQ spline
@@ -29,6 +31,7 @@ marked ``~``, with its own parameter count.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import platform
 import statistics
@@ -129,7 +132,8 @@ def funnelrun_models(size: Size, kind: str, args) -> list[Bench]:
 
 
 def _f_mlp_bench(size: Size, nsf: nn.Module, dropped: int) -> list[Bench]:
-    """F-MLP (funnels A.6 schedule) with its conditional width chosen to match the NSF's parameters.
+    """F-MLP (funnels A.6 schedule) with its conditional width chosen to match the NSF's parameters,
+    and the default-width F-MLP beside it (unmatched: the paper's own comparison).
 
     The parameter count grows monotonically with the conditional width, so a bisection over every
     integer width finds the one whose count is nearest the NSF's (a coarse grid of widths left gaps
@@ -158,9 +162,17 @@ def _f_mlp_bench(size: Size, nsf: nn.Module, dropped: int) -> list[Bench]:
     except Exception as err:  # noqa: BLE001 -- report and skip, never break the benchmark
         print(f"  [F-MLP] build_f_mlp failed: {err!r}; skipped")
         return []
-    return [Bench("funnelrun", "F-MLP", model, model.log_prob, model.sample,
-                  note=f"F-MLP (A.6 widths, latent {size.features - dropped}, conditional width {width}) "
-                       f"at the NSF's parameter count ({count_params(model):,} vs {target:,})")]
+    default_width = inspect.signature(build_f_mlp).parameters["conditional_hidden_features"].default
+    default = build(default_width)
+    return [
+        Bench("funnelrun", "F-MLP", model, model.log_prob, model.sample,
+              note=f"F-MLP (A.6 widths, latent {size.features - dropped}, conditional width {width}) "
+                   f"at the NSF's parameter count ({count_params(model):,} vs {target:,})"),
+        Bench("funnelrun", f"F-MLP@{default_width}", default, default.log_prob, default.sample,
+              note=f"F-MLP as built by default (conditional width {default_width}), NOT parameter-matched "
+                   f"({count_params(default):,} parameters): the paper's comparison (\"up to six times faster "
+                   "than the flows\", funnels Sec. 4) of an F-MLP at its own size against the Table 5 flows"),
+    ]
 
 
 def nflows_model(size: Size, kind: str) -> Optional[Bench]:
@@ -299,6 +311,15 @@ def step_flops_and_memory(bench: Bench, x: Tensor) -> tuple[float, float]:
     return float(counter.get_total_flops()), 4 * param_bytes + sum(saved.values())
 
 
+def sample_flops(bench: Bench, n: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), evaluating(bench.module), counter:
+        bench.sample(n)
+    return float(counter.get_total_flops())
+
+
 def timed(fn: Callable[[], object], n: int) -> float:
     synchronize()
     t = time.perf_counter()
@@ -379,6 +400,7 @@ def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: 
         for _ in range(args.warmup):
             trainer.step()
         b.results["flop"], b.results["mem"] = step_flops_and_memory(b, data[0])
+        b.results["sample_flop"] = sample_flops(b, n_sample)
 
         def logp(b=b):
             with torch.inference_mode(), evaluating(b.module):
@@ -408,6 +430,7 @@ def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: 
         b.results["logp_eps"] = eval_x.shape[0] / med["logp"]
         b.results["sample_eps"] = n_sample / med["sample"]
         b.results["peak_frac"] = b.results["flop"] * b.results["train_sps"] / (peak * 1e9)
+        b.results["sample_peak_frac"] = b.results["sample_flop"] / med["sample"] / (peak * 1e9)
     return benches
 
 
@@ -424,8 +447,8 @@ def print_table(title: str, benches: list[Bench]) -> None:
     ref = {b.library: b for b in benches if b.label == "NSF"}
     nflows = ref.get("nflows")
     print(f"\n### {title}\n")
-    header = ("| model | params | train steps/s | x nflows | %peak | log-prob ex/s | x nflows "
-              "| sample ex/s | x nflows | MFLOP/step | est. peak MB | 1st step s |")
+    header = ("| model | params | train steps/s | x nflows | train %peak | log-prob ex/s | x nflows "
+              "| sample ex/s | x nflows | sample %peak | MFLOP/step | est. peak MB | 1st step s |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for b in benches:
@@ -440,7 +463,7 @@ def print_table(title: str, benches: list[Bench]) -> None:
             f"| {b.library} {b.label} | {r['params']:,} | {r['train_sps']:.1f} "
             f"| {fmt_ratio(ratios.get('train'))} | {100 * r['peak_frac']:.1f}% | {r['logp_eps']:,.0f} "
             f"| {fmt_ratio(ratios.get('logp'))} | {r['sample_eps']:,.0f} | {fmt_ratio(ratios.get('sample'))} "
-            f"| {r['flop'] / 1e6:,.1f} | {r['mem'] / 2**20:.1f} | {r['first_step_s']:.2f} |"
+            f"| {100 * r['sample_peak_frac']:.1f}% | {r['flop'] / 1e6:,.1f} | {r['mem'] / 2**20:.1f} | {r['first_step_s']:.2f} |"
         )
     fr = {b.label: b for b in benches if b.library == "funnelrun" and b.label.startswith("F-")}
     nsf_c = next((b for b in benches if b.label == "NSF+compile"), None)
