@@ -241,7 +241,9 @@ class MADE(nn.Module):
             blocks.append((linear_0, context, linear_1))
         return _DegreeSortedWeights(
             counts=self.units_for_feature,
-            initial=(_masked(self.initial_layer).index_select(0, order), self.initial_layer.bias.index_select(0, order)),
+            initial=(
+                _masked(self.initial_layer).index_select(0, order), self.initial_layer.bias.index_select(0, order)
+            ),
             context=None if self.context_layer is None else _sorted_rows(self.context_layer, order),
             blocks=blocks,
             final=(_masked(self.final_layer).index_select(1, order), self.final_layer.bias),

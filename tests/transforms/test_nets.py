@@ -117,7 +117,9 @@ def test_conv_residual_net_shapes_batch_norm_and_near_identity_blocks():
     [(5, 12, None, False), (5, 12, 2, False), (1, 4, None, False), (1, 4, 2, False), (6, 40, None, False),
      (5, 12, None, True), (5, 12, 2, True)],
 )
-def test_made_one_feature_and_frozen_masks_give_the_same_outputs(features, hidden, context_features, use_batch_norm):
+def test_made_one_feature_and_frozen_masks_give_the_same_outputs(
+    features, hidden, context_features, use_batch_norm
+):
     """What the autoregressive inversion uses: feature i's outputs alone, from masked weights formed
     once; without batch norm, from the degree-sorted prefixes of hidden units (fewer of them for
     early features), with it, from all units."""
