@@ -8,7 +8,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check --constraint con
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test test-all check bench clean
+.PHONY: install run test test-all lint check bench clean
 
 install: $(STAMP)
 
@@ -24,8 +24,12 @@ run: install
 check: install
 	$(VENV)/bin/funnelrun-check $(ARGS)
 
-test: install
+test: install lint
 	$(PY) -m pytest -q $(ARGS)
+
+# Static checks (configured in pyproject.toml): lint and import order.
+lint: install
+	$(VENV)/bin/ruff check funnelrun tests scripts
 
 test-all: install
 	$(PY) -m pytest -q -m "" $(ARGS)

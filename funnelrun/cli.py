@@ -1,15 +1,17 @@
-"""Console entry points: ``funnelrun`` (train and test) and ``funnelrun-check`` (exactness)."""
+"""Console entry points: ``funnelrun`` (train and test), ``funnelrun-sample``, ``funnelrun-eval``,
+``funnelrun-check`` and ``funnelrun-report``. Each turns a user-facing problem
+(:class:`~funnelrun.errors.FunnelrunError`) into ``<tool>: error: <message>`` and exit status 2."""
 from __future__ import annotations
 
 import errno
 import math
 import sys
 from pathlib import Path
+from typing import Any, Callable, NoReturn, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from funnelrun.config import register_configs
@@ -21,23 +23,26 @@ register_configs()
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException, tool: str = "funnelrun") -> NoReturn:
     message = str(exc)
     if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
         message = str(exc.__cause__)
-    print(f"funnelrun: error: {message}", file=sys.stderr, flush=True)
+    print(f"{tool}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(getattr(exc, "exit_code", 2))
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://funnelrun.conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train and test one model; returns the best validation NLL, which Hydra sweepers (e.g.
     hydra/sweeper=optuna) minimise: tuning on the test split would leak it into the result."""
-    from funnelrun.training.run import summary_lines, train
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from funnelrun.pipelines.ldmask import is_ldmask, train_ldmask
+    from funnelrun.pipelines.train import summary_lines, train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        metrics = train(cfg, run_dir)
+        metrics = (train_ldmask if is_ldmask(cfg) else train)(cfg, run_dir)
     except (FunnelrunError, InstantiationException) as exc:
         _fail(exc)
     except OSError as exc:
@@ -53,14 +58,39 @@ def main(cfg: DictConfig) -> float:
     return metrics["val/nll"] if metrics["val/nll"] is not None else math.inf
 
 
-def check_main(argv: list[str] | None = None) -> None:
-    """``funnelrun-check [overrides] [ckpt_path=...]``: print the exactness certificate as JSON."""
-    from funnelrun.evaluation.certificate import run_check
-
+def _run_tool(tool: str, run: Callable[[list[str]], Any], argv: Optional[list[str]]) -> None:
     try:
-        run_check(sys.argv[1:] if argv is None else argv)
+        run(sys.argv[1:] if argv is None else argv)
     except (FunnelrunError, InstantiationException) as exc:
-        _fail(exc)
+        _fail(exc, tool)
+
+
+def check_main(argv: Optional[list[str]] = None) -> None:
+    """``funnelrun-check [overrides] [ckpt_path=...]``: print the exactness certificate as JSON."""
+    from funnelrun.pipelines.check import run_check
+
+    _run_tool("funnelrun-check", run_check, argv)
+
+
+def sample_main(argv: Optional[list[str]] = None) -> None:
+    """``funnelrun-sample [overrides] ckpt_path=...``: samples at temperatures into a new directory."""
+    from funnelrun.pipelines.sample import run_sample
+
+    _run_tool("funnelrun-sample", run_sample, argv)
+
+
+def eval_main(argv: Optional[list[str]] = None) -> None:
+    """``funnelrun-eval [overrides] ckpt_path=... ood_data=...``: anomaly detection scores."""
+    from funnelrun.pipelines.anomaly import run_eval
+
+    _run_tool("funnelrun-eval", run_eval, argv)
+
+
+def report_main(argv: Optional[list[str]] = None) -> None:
+    """``funnelrun-report DIR [DIR ...]``: the result table of runs and sweeps."""
+    from funnelrun.evaluation.report import main as report
+
+    report(argv)
 
 
 if __name__ == "__main__":

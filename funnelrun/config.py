@@ -1,15 +1,21 @@
-"""Structured-config schemas: a misspelt key or a wrongly typed value fails with Hydra's message
-naming it. Every YAML option in ``funnelrun/conf/<group>/`` extends one of these schemas
-(``defaults: [/schema/<group>/<name>@_here_]``)."""
+"""Structured-config schemas, and composing a config as ``funnelrun`` does: a misspelt key or a
+wrongly typed value fails with Hydra's message naming it. Every YAML option in ``conf/<group>/``
+(the package ``funnelrun.conf``) extends one of these schemas (``defaults: [/schema/<group>/<name>@_here_]``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from omegaconf import MISSING, DictConfig, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from funnelrun.data.images import Preprocessing
+from funnelrun.errors import FunnelrunError
 from funnelrun.models.f_nsf import ConditionalKind
 from funnelrun.models.image_flows import ImageFlowConfig
 from funnelrun.models.image_vae import ImageArch
@@ -355,3 +361,23 @@ def register_configs() -> None:
     cs.store(group="schema/trainer", name="trainer", node=TrainerConfig)
     cs.store(group="schema/logger", name="csv", node=LoggerConfig)
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
+
+
+#: the package that holds the Hydra config groups (``conf/`` in the repository)
+CONFIG_MODULE = "funnelrun.conf"
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config ``funnelrun <overrides>`` would run with (without its ``hydra`` node).
+
+    Problems Hydra or the schemas find are raised as :class:`~funnelrun.errors.FunnelrunError`."""
+    register_configs()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise FunnelrunError(str(exc)) from exc
+    HydraConfig.instance().set_config(cfg)  # so ${hydra:runtime.choices.*} (cfg.name) resolves
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

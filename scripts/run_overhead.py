@@ -44,10 +44,10 @@ def main() -> None:
             metrics = json.loads((run_dir / "metrics.json").read_text())
             assert metrics["steps"] == 0 and metrics["test/examples"] == 1000
             print(f"run {i}: {walls[-1]:.2f} s (0 steps, test on {metrics['test/examples']} examples)", flush=True)
-        imports = _timed([sys.executable, "-c", "import funnelrun.training.run"], env)
+        imports = _timed([sys.executable, "-c", "import funnelrun.pipelines.train"], env)
     print(f"\nfunnelrun {' '.join(ZERO_STEPS)}")
     print(f"median wall time over {args.repeats} runs: {statistics.median(walls):.2f} s "
-          f"(min {min(walls):.2f}, max {max(walls):.2f}); importing funnelrun.training.run alone: {imports:.2f} s")
+          f"(min {min(walls):.2f}, max {max(walls):.2f}); importing funnelrun.pipelines.train alone: {imports:.2f} s")
 
 
 if __name__ == "__main__":

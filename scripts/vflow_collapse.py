@@ -18,11 +18,9 @@ import math
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
+from funnelrun import load_run
 from funnelrun.surjections.augment import Augment
-from funnelrun.training.checkpoint import model_weights, read_checkpoint
-from funnelrun.training.run import build_data, build_model
 
 
 def square_of(x: torch.Tensor) -> torch.Tensor:
@@ -42,12 +40,10 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
     for run in args.runs:
-        cfg = OmegaConf.load(run / "config.yaml")
-        if cfg.data.get("name") != "checkerboard":
-            raise SystemExit(f"{run}: not a checkerboard run (data.name={cfg.data.get('name')})")
-        datamodule = build_data(cfg)
-        model = build_model(cfg, datamodule)
-        model.load_state_dict(model_weights(read_checkpoint(run / "checkpoints" / "last.ckpt")))
+        loaded = load_run(run, checkpoint="last")
+        if loaded.config.data.get("name") != "checkerboard":
+            raise SystemExit(f"{run}: not a checkerboard run (data.name={loaded.config.data.get('name')})")
+        model, datamodule = loaded.model, loaded.datamodule
         augments = [m for m in model.modules() if isinstance(m, Augment)]
         if not augments:
             raise SystemExit(f"{run}: the model has no augmentation q(a | x) (not a VFlow)")

@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-import funnelrun
-from conftest import TINY
-from funnelrun.evaluation.loading import compose_config
+import funnelrun.conf
+from funnelrun.config import compose_config
 from funnelrun.validation import validate_config
 
-EXPERIMENTS = sorted(
-    str(p.relative_to(Path(funnelrun.__file__).parent / "conf" / "experiment").with_suffix(""))
-    for p in (Path(funnelrun.__file__).parent / "conf" / "experiment").rglob("*.yaml")
-)
+from conftest import TINY
+
+EXPERIMENT_DIR = Path(funnelrun.conf.__file__).parent / "experiment"
+EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml"))
 #: data shapes (funnels paper Table 5 dimensions; image sizes), so models build without the files
 SHAPES = {
     "power": (6,), "gas": (8,), "hepmass": (21,), "miniboone": (43,), "bsds300": (63,),

@@ -13,9 +13,10 @@ from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from conftest import TINY_NSF
 from funnelrun.config import register_configs
 from funnelrun.evaluation.report import find_runs
+
+from conftest import TINY_NSF
 
 BIN = Path(sys.executable).parent
 

@@ -11,16 +11,13 @@ models that only give a bound) and ``exact``.
 """
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from funnelrun.distributions.conditional import ConditionalFlow
 from funnelrun.evaluation.exactness import density_integral_2d, logdet_max_abs_err, roundtrip_max_abs_err
-from funnelrun.evaluation.loading import load_model
 from funnelrun.models.flow import Flow
 from funnelrun.surjections.conv_funnel import ConvFunnel
 from funnelrun.surjections.funnel import Funnel
@@ -91,13 +88,3 @@ def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> 
         "density_integral": integral,
         "exact": model.exact,
     }
-
-
-def run_check(argv: list[str]) -> dict[str, Optional[float]]:
-    cfg, datamodule, model = load_model(argv)
-    x = next(iter(datamodule.test_dataloader()))
-    x = (x[0] if isinstance(x, (list, tuple)) else x)[:256]
-    result = certify(model, x, datamodule.bounds)
-    print(f"model: {OmegaConf.select(cfg, 'model._target_')} on {tuple(datamodule.data_shape)}, exact={model.exact}")
-    print(json.dumps(result), flush=True)
-    return result

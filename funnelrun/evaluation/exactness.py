@@ -27,7 +27,7 @@ def autograd_logdet(transform: Transform, x: Tensor, context: Optional[Tensor] =
     for i in range(x.shape[0]):
         ctx = None if context is None else context[i : i + 1]
 
-        def f(xi: Tensor) -> Tensor:
+        def f(xi: Tensor, ctx: Optional[Tensor] = ctx) -> Tensor:
             return transform(xi.unsqueeze(0), ctx)[0].reshape(-1)
 
         jac = torch.autograd.functional.jacobian(f, x[i])

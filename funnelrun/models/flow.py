@@ -49,3 +49,27 @@ class Flow(nn.Module):
         """Draw ``n`` samples; ``temperature`` scales the std of every Gaussian that is sampled."""
         z = self.base.sample(n, temperature)
         return self.transform.inverse(z, temperature=temperature)
+
+    def _require_exact(self, what: str) -> None:
+        if not self.exact:
+            raise TypeError(
+                f"{what} needs a model that maps data to its latent deterministically (exact: a flow or a "
+                f"funnel); this one samples part of its latent (a VAE encoder or a VFlow augmentation)"
+            )
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """The latent z of ``x``, shape (batch, latent_dim): the deterministic map of every layer
+        (a funnel keeps part of its input and drops the rest). Exact models only."""
+        self._require_exact("encode")
+        z, _ = self.transform(x)
+        return z
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, temperature: float = 0.0) -> Tensor:
+        """Data of shape (batch, *data_shape) from latents ``z``: every layer's inverse, each funnel's
+        dropped part drawn from p(x_dropped | z) at ``temperature`` (0, the default: its mean, so
+        decoding is deterministic; 1: a sample). For a bijective flow ``decode(encode(x)) == x``;
+        for a funnel ``encode(decode(z)) == z`` (the right inverse). Exact models only."""
+        self._require_exact("decode")
+        return self.transform.inverse(z, temperature=temperature)

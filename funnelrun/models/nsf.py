@@ -12,9 +12,9 @@ from typing import Any, Mapping, Optional
 
 from funnelrun.models.flow import Flow
 from funnelrun.models.image_flows import build_image_nsf
+from funnelrun.transforms.actnorm import ActNorm
 from funnelrun.transforms.autoregressive import RQSplineAutoregressive
 from funnelrun.transforms.base import Transform
-from funnelrun.transforms.actnorm import ActNorm
 from funnelrun.transforms.coupling import AffineCoupling, RQSplineCoupling, alternating_mask
 from funnelrun.transforms.linear import LULinear, RandomPermutation
 

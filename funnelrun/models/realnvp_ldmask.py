@@ -3,7 +3,7 @@
 The multi-scale RealNVP of :func:`~funnelrun.models.image_flows.build_image_realnvp` with factor-out,
 whose squeeze in every level but the last is a :class:`~funnelrun.transforms.ldmask.LogDetSqueeze`:
 the dimensions factored out after a level are those that contributed locally least log-det in a
-trained full-dimensional RealNVP (stage 1, :mod:`funnelrun.training.ldmask`), not a fixed channel
+trained full-dimensional RealNVP (stage 1, :mod:`funnelrun.pipelines.ldmask`), not a fixed channel
 half. The factor-out stays the exact slice to the standard normal base of
 :class:`~funnelrun.transforms.multiscale.MultiScale`.
 

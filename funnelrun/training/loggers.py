@@ -8,7 +8,7 @@ from typing import Any, Optional
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from funnelrun.training.run_dir import write_atomic
+from funnelrun.run_files import write_atomic
 from funnelrun.training.wandb_mode import resolve_wandb_mode
 
 WANDB_ID_FILE = "wandb_run_id"

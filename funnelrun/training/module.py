@@ -10,12 +10,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from funnelrun import __version__
+from funnelrun.checkpoint import FINGERPRINT_KEY, VERSION_KEY
 from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.importance import importance_weighted_log_prob
+from funnelrun.evaluation.metrics import bits_per_dim
 from funnelrun.models.flow import Flow
 from funnelrun.surjections.augment import Augment
 from funnelrun.training.compile import maybe_compile
-from funnelrun.training.metrics import bits_per_dim
 from funnelrun.training.nonfinite import NonFiniteFlags
 
 
@@ -52,8 +54,12 @@ class DensityEstimator(pl.LightningModule):
         compile: bool = False,
         is_samples: int = 1000,
         is_chunk_size: int = 16,
+        stamp: Optional[dict[str, Any]] = None,
     ):
         super().__init__()
+        #: the build fingerprint (:func:`funnelrun.builder.fingerprint`) saved in every checkpoint, so
+        #: that a checkpoint of another model or data shape is refused on loading
+        self.stamp = stamp
         self.model = model
         self.lr = lr
         self.weight_decay = weight_decay
@@ -194,6 +200,9 @@ class DensityEstimator(pl.LightningModule):
     # -- resume: RNG state travels with the checkpoint --------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._count_nonfinite(wait=True)
+        if self.stamp is not None:
+            checkpoint[FINGERPRINT_KEY] = self.stamp
+        checkpoint[VERSION_KEY] = __version__
         checkpoint["nonfinite_steps"] = (self.nonfinite_steps, self.consecutive_nonfinite)
         checkpoint["rng_state"] = {
             "torch": torch.get_rng_state(),

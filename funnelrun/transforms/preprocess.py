@@ -7,7 +7,7 @@ al. 2017, §4.1; Das et al. 2019, §4) or :class:`Centre` (Glow, Kingma & Dhariw
     log p_model(y) = log p_base(z) + sum of contributions (these layers' included)
 
 is a lower bound on log P(x_n) of the discrete image (Theis et al. 2016), and
-BPD = -log p_model(y) / (D ln 2) (:func:`funnelrun.training.metrics.bits_per_dim`): Rescale's
+BPD = -log p_model(y) / (D ln 2) (:func:`funnelrun.evaluation.metrics.bits_per_dim`): Rescale's
 -D n ln 2 is the usual "+ D log 2^n" dequantization term of BPD written in nats.
 """
 from __future__ import annotations

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import TINY, TINY_NSF
 from funnelrun.cli import main
+
+from conftest import TINY, TINY_NSF
 
 #: (id, overrides, fragments the error message must contain)
 CONFIG_MISTAKES = [

@@ -9,13 +9,13 @@ TypeError, RuntimeError, ZeroDivisionError, a raw Hydra traceback — is a bug.
 from __future__ import annotations
 
 import torch
+from hydra.errors import InstantiationException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hydra.errors import InstantiationException
 
+from funnelrun.builder import build_data, build_model
+from funnelrun.config import compose_config
 from funnelrun.errors import FunnelrunError
-from funnelrun.evaluation.loading import compose_config
-from funnelrun.training.run import build_data, build_model
 from funnelrun.validation import validate_config
 
 MODEL_KEYS = ["num_steps", "transform", "hidden_features", "num_blocks", "num_bins", "tail_bound", "dropout",

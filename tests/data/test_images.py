@@ -366,8 +366,8 @@ IMAGE_CONFIGS = {
 
 
 def test_image_configs_compose() -> None:
-    from funnelrun.evaluation.loading import compose_config
-    from funnelrun.training.run import build_data
+    from funnelrun.builder import build_data
+    from funnelrun.config import compose_config
 
     for option, (name, bits, batch_size) in IMAGE_CONFIGS.items():
         data = compose_config([f"data={option}"]).data

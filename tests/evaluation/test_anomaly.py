@@ -9,11 +9,14 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from conftest import TINY
+from funnelrun.builder import load_model
+from funnelrun.cli import eval_main as main
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import FunnelrunError
-from funnelrun.evaluation.anomaly import auroc, check_comparable, main, split_argv
-from funnelrun.evaluation.loading import load_model
+from funnelrun.evaluation.anomaly import auroc, check_comparable
+from funnelrun.pipelines.anomaly import split_argv
+
+from conftest import TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,12 +6,13 @@ import json
 import pytest
 import torch
 
-from conftest import TINY, TINY_NSF
 from funnelrun.cli import check_main
 from funnelrun.evaluation.certificate import certify
 from funnelrun.models.image_f_nsf import build_image_f_nsf
 from funnelrun.surjections.conv_funnel import ConvFunnel
 from funnelrun.surjections.maxpool import MaxPool
+
+from conftest import TINY, TINY_NSF
 
 
 def _last_json(capsys) -> dict:

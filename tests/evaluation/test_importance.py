@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from funnelrun.evaluation.importance import importance_weighted_log_prob
 from funnelrun.models.vae import build_vae
 from funnelrun.models.vflow import build_vflow
+
 from toys import linear_gaussian_vae
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from funnelrun.cli import report_main as main
+
 from conftest import TINY_NSF
-from funnelrun.evaluation.report import main
 
 
 def _fake_run(root: Path, name: str, seed: int, nll: float, latent_dim: int = 1, exact: bool = True) -> None:

@@ -9,11 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
+from funnelrun.cli import sample_main as main
 from funnelrun.data.base import FunnelDataModule, TensorRows
 from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.image_grid import save_image_grid, to_unit_interval
-from funnelrun.evaluation.sample import interpolations, main
+from funnelrun.evaluation.sample import interpolations
+
+from conftest import TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -104,7 +104,7 @@ TINY_RUN = [
 
 
 def test_both_stages_from_one_command_and_reload(run_cli, tmp_path):
-    from funnelrun.evaluation.loading import load_model
+    from funnelrun.builder import load_model
 
     run_dir = tmp_path / "run"
     result = run_cli(run_dir, *TINY_RUN)
@@ -219,7 +219,7 @@ def test_glow_ldmask_model_roundtrips_and_matches_autograd(shape):
 
 
 def test_glow_variant_from_one_command_and_reload(run_cli, tmp_path):
-    from funnelrun.evaluation.loading import load_model
+    from funnelrun.builder import load_model
     from funnelrun.models.realnvp_ldmask import mask_layers
 
     run_dir = tmp_path / "run"

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from funnelrun.models.flow import Flow
 from funnelrun.models.vflow import build_vflow
 from funnelrun.training.module import DensityEstimator
+
 from toys import linear_gaussian_vae
 
 

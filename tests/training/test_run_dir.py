@@ -5,8 +5,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from funnelrun.errors import FunnelrunError
+from funnelrun.run_files import CONFIG_FILE
 from funnelrun.training.loggers import WANDB_ID_FILE, wandb_run_id
-from funnelrun.training.run_dir import CONFIG_FILE, interrupted, prepare_run_dir
+from funnelrun.training.run_dir import interrupted, prepare_run_dir
 
 
 def test_interrupted_means_a_checkpoint_and_no_metrics(tmp_path):

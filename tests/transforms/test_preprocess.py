@@ -7,9 +7,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from funnelrun.builder import build_model
 from funnelrun.evaluation.exactness import logdet_max_abs_err, roundtrip_max_abs_err
-from funnelrun.training.metrics import bits_per_dim
-from funnelrun.training.run import build_model
+from funnelrun.evaluation.metrics import bits_per_dim
 from funnelrun.transforms.base import CompositeTransform
 from funnelrun.transforms.preprocess import Centre, Logit, Rescale
 

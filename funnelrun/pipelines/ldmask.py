@@ -1,11 +1,12 @@
-"""Stage 1 of RealNVP with log-det based masking (Das et al. 2019, Sec. 3.2.2, Sec. 4.2).
+"""The two-stage run of RealNVP with log-det based masking (Das et al. 2019, Sec. 3.2.2, Sec. 4.2).
 
-``funnelrun model=realnvp_ldmask`` runs both stages in one command: before training the stage-2 model
-(:mod:`funnelrun.models.realnvp_ldmask`), :func:`fit_masks` trains the full-dimensional RealNVP (same
-image settings, no factor-out) for ``model.stage1_steps`` steps with the usual training run, in
-``<run dir>/stage1/`` (its own checkpoints and metrics; an interrupted stage 1 resumes, a finished
-one is reused), averages each dimension's log-det L_d^(l) (eq. 12) over the validation split with
-its best-by-validation weights, builds the masks (Fig. 1) and installs them. It writes
+``funnelrun model=realnvp_ldmask`` runs both stages in one command, each through the usual training
+run (:func:`funnelrun.pipelines.train.train`): stage 1 trains the full-dimensional RealNVP (same
+image settings, no factor-out) for ``model.stage1_steps`` steps in ``<run dir>/stage1/`` (its own
+checkpoints and metrics; an interrupted stage 1 resumes, a finished one is reused); :func:`fit_masks`
+averages each dimension's log-det L_d^(l) (eq. 12) over the validation split with
+its best-by-validation weights, builds the masks (Fig. 1) and installs them in the stage-2 model
+(:mod:`funnelrun.models.realnvp_ldmask`), which then trains in ``<run dir>``. It writes
 ``<run dir>/ldmask/masks.pt`` (maps, masks, exit levels) and ``masks.png``.
 
 With ``model.ldmask_source=conv_svd`` stage 1 is the multi-scale Glow (no factor-out) and the masks
@@ -18,17 +19,23 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from funnelrun.builder import build_data, build_model
+from funnelrun.checkpoint import load_weights, read_checkpoint
 from funnelrun.data.base import FunnelDataModule
+from funnelrun.errors import RunInterrupted
 from funnelrun.evaluation.channel_logdet import level_channel_scores
 from funnelrun.evaluation.logdet_map import mean_level_logdet_maps
 from funnelrun.models.flow import Flow
 from funnelrun.models.realnvp_ldmask import LDMaskSource, channel_masks_from_scores, masks_from_maps, set_masks
-from funnelrun.training.checkpoint import model_weights, read_checkpoint
-from funnelrun.training.run_dir import CHECKPOINT_DIR, METRICS_FILE
+from funnelrun.pipelines.train import train
+from funnelrun.run_files import CHECKPOINT_DIR, METRICS_FILE
+from funnelrun.training.run_dir import interrupted
 
 STAGE1_DIR = "stage1"
 MASK_DIR = "ldmask"
@@ -50,21 +57,50 @@ def stage1_config(cfg: DictConfig) -> DictConfig:
     return stage1
 
 
-def fit_masks(cfg: DictConfig, run_dir: Path, model: Flow, datamodule: FunnelDataModule) -> None:
-    """Run stage 1 (or reuse a finished one) and install its masks in ``model`` (stage 2)."""
-    from funnelrun.training.run import build_model, train
+def is_ldmask(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` is a log-det-masking run (it names the steps of its stage 1)."""
+    return "stage1_steps" in cfg.model
 
+
+def train_ldmask(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Stage 1 in ``<run_dir>/stage1`` (unless finished), masks, then stage 2 in ``run_dir``.
+
+    A run whose stage 2 has saved a checkpoint, or a given checkpoint file, continues stage 2: the
+    masks are buffers of its checkpoint. A stage 1 stopped by a signal is resumed by the same
+    command with ``hydra.run.dir=<run_dir>``, as any run."""
+    stage2_started = (run_dir / CHECKPOINT_DIR / "last.ckpt").is_file()
+    if stage2_started or cfg.ckpt_path not in (None, "last"):
+        return train(cfg, run_dir)
     stage1_dir = run_dir / STAGE1_DIR
     stage1 = stage1_config(cfg)
     if not (stage1_dir / METRICS_FILE).exists():
+        if cfg.ckpt_path == "last" and interrupted(stage1_dir):
+            with open_dict(stage1):
+                stage1.ckpt_path = "last"
         stage1_dir.mkdir(parents=True, exist_ok=True)
         print(f"log-det masking, stage 1: {stage1.model._target_} without factor-out for "
               f"{stage1.trainer.max_steps} steps in {stage1_dir}", flush=True)
-        train(stage1, stage1_dir)
+        try:
+            train(stage1, stage1_dir)
+        except RunInterrupted as stop:
+            raise stop.resumed_in(run_dir) from stop
+    with open_dict(cfg):
+        cfg.ckpt_path = None  # stage 2 starts here
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_data(cfg)
+    model = build_model(cfg, datamodule)
+    fit_masks(cfg, run_dir, model, datamodule)
+    return train(cfg, run_dir, model=model, datamodule=datamodule)
+
+
+def fit_masks(cfg: DictConfig, run_dir: Path, model: Flow, datamodule: FunnelDataModule) -> None:
+    """Install in ``model`` (stage 2) the masks of the finished stage 1 in ``<run_dir>/stage1``."""
+    stage1_dir = run_dir / STAGE1_DIR
+    stage1 = stage1_config(cfg)
     best = json.loads((stage1_dir / METRICS_FILE).read_text())["best_checkpoint"]
     checkpoint_path = Path(best) if best else stage1_dir / CHECKPOINT_DIR / "last.ckpt"
     stage1_model = build_model(stage1, datamodule)
-    stage1_model.load_state_dict(model_weights(read_checkpoint(checkpoint_path)))
+    load_weights(stage1_model, checkpoint_path, read_checkpoint(checkpoint_path))
 
     out = run_dir / MASK_DIR
     out.mkdir(exist_ok=True)

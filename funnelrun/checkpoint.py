@@ -7,9 +7,11 @@ from typing import Any, Optional
 import torch
 
 from funnelrun.errors import FunnelrunError
-from funnelrun.training.run_dir import CHECKPOINT_DIR
+from funnelrun.run_files import CHECKPOINT_DIR
 
 FINGERPRINT_KEY = "funnelrun"
+#: the funnelrun version that wrote a checkpoint
+VERSION_KEY = "funnelrun_version"
 
 
 def resolve_ckpt_path(ckpt_path: Optional[str], run_dir: Path) -> Optional[Path]:
@@ -57,3 +59,18 @@ def check_compatible(path: Path, checkpoint: dict[str, Any], fingerprint: dict[s
             f"checkpoint {path} was written by another model or data set:\n  " + "\n  ".join(diffs)
             + "\nUse the same model=/data= options (and model.* overrides) as the run that wrote it"
         )
+
+
+def load_weights(model: torch.nn.Module, path: Path, checkpoint: dict[str, Any]) -> None:
+    """Load the checkpoint's model weights into ``model``; weights that do not fit (a checkpoint of
+    another funnelrun version whose layers differ) are refused with the version that wrote them."""
+    from funnelrun import __version__
+
+    try:
+        model.load_state_dict(model_weights(checkpoint))
+    except (RuntimeError, KeyError) as exc:
+        written = checkpoint.get(VERSION_KEY, "unknown (before 0.1.0)")
+        raise FunnelrunError(
+            f"the weights in {path} do not fit this model (written by funnelrun {written}, this is "
+            f"{__version__}): {str(exc).splitlines()[0]}. Load it with the funnelrun version that wrote it"
+        ) from exc

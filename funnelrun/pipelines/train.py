@@ -1,10 +1,10 @@
-"""``funnelrun``'s job: build data and model from the config, train, test, write the outputs."""
+"""``funnelrun``'s job: build data and model from the config, train, test on the whole test split
+with the best-by-validation weights, write the outputs."""
 from __future__ import annotations
 
 import math
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,112 +13,34 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from funnelrun.builder import build_data, build_model, fingerprint
+from funnelrun.checkpoint import check_compatible, read_checkpoint, resolve_ckpt_path
 from funnelrun.data.base import FunnelDataModule
-from funnelrun.errors import FunnelrunError, RunInterrupted
+from funnelrun.errors import RunInterrupted
 from funnelrun.evaluation.importance import log_density
 from funnelrun.models.flow import Flow
-from funnelrun.training.callbacks import (
-    CheckpointOnInterrupt,
-    CheckpointOnSignal,
-    FiniteModelCheckpoint,
-    StopSignal,
-)
-from funnelrun.training.checkpoint import FINGERPRINT_KEY, check_compatible, read_checkpoint, resolve_ckpt_path
+from funnelrun.run_files import CHECKPOINT_DIR, METRICS_FILE, write_json_atomic
+from funnelrun.training.callbacks import StopSignal
 from funnelrun.training.module import DensityEstimator
-from funnelrun.training.run_dir import (
-    CHECKPOINT_DIR,
-    METRICS_FILE,
-    interrupted,
-    prepare_run_dir,
-    write_json_atomic,
-)
+from funnelrun.training.run_dir import interrupted, prepare_run_dir
+from funnelrun.training.trainer import check_precision, make_trainer
 from funnelrun.validation import validate_config
 
 
-def build_data(cfg: DictConfig) -> FunnelDataModule:
-    # data.table7 holds the image models' defaults (read by the model configs), not a data argument
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    data.pop("table7", None)
-    return instantiate(data)
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    model: Optional[Flow] = None,
+    datamodule: Optional[FunnelDataModule] = None,
+) -> dict[str, Any]:
+    """Train, test on the whole test split with the best-by-validation weights, write outputs.
 
-
-def build_model(cfg: DictConfig, datamodule: FunnelDataModule) -> Flow:
-    """The configured model, starting with the data's preprocessing layers (e.g. image rescale +
-    logit), so their Jacobian is in every log-likelihood and BPD. They preserve the dimension, so
-    ``latent_dim`` is unchanged."""
-    model = instantiate(cfg.model, data_shape=datamodule.data_shape)
-    for position, layer in enumerate(datamodule.preprocessing()):
-        model.transform.transforms.insert(position, layer)
-    return model
-
-
-def fingerprint(cfg: DictConfig, datamodule: FunnelDataModule) -> dict[str, Any]:
-    """What a checkpoint must match to be loaded into this run."""
-    stamp = {
-        "model": OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True),
-        "data_shape": list(datamodule.data_shape),
-    }
-    if datamodule.bits is not None:
-        # images: the preprocessing layers are part of the model, though they hold no weights
-        stamp["bits"] = datamodule.bits
-        stamp["preprocessing"] = [repr(layer) for layer in datamodule.preprocessing()]
-    return stamp
-
-
-class _FingerprintedModule(DensityEstimator):
-    """DensityEstimator that stamps its checkpoints with the model config and data shape."""
-
-    def __init__(self, model: Flow, stamp: dict[str, Any], **kwargs: Any):
-        super().__init__(model, **kwargs)
-        self.stamp = stamp
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[FINGERPRINT_KEY] = self.stamp
-
-
-def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    # the DataModule shards by rank itself, without DistributedSampler's padding (see data/base.py)
-    kwargs["use_distributed_sampler"] = False
-    if kwargs["enable_progress_bar"] is None:
-        kwargs["enable_progress_bar"] = sys.stderr.isatty()
-    for key in ("limit_val_batches", "limit_test_batches"):
-        if kwargs[key] is None:
-            del kwargs[key]
-    if SLURMEnvironment.detect():
-        # submitit (hydra/launcher=slurm) requeues on its signal after CheckpointOnSignal has saved;
-        # Lightning's own SLURM requeue on SIGUSR1 would race them
-        kwargs["plugins"] = [SLURMEnvironment(auto_requeue=False)]
-    return kwargs
-
-
-# Our DataModule resumes mid-epoch exactly (its state_dict carries the global step, and the
-# batch of each step is a function of (seed, step)), which Lightning cannot see from the loader.
-warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
-
-
-#: Lightning precisions that keep the model in fp32 or fp64
-FULL_PRECISION = {"32", "32-true", "64", "64-true"}
-
-
-def _check_precision(precision: str, model: Flow) -> None:
-    """fp32 by default; mixed precision only where the model declares it safe (DESIGN.md)."""
-    if precision not in FULL_PRECISION and not model.mixed_precision_safe:
-        raise FunnelrunError(
-            f"trainer.precision={precision} is refused: reduced precision breaks log-determinants (bf16 keeps "
-            f"~3 significant digits, a CIFAR image's log-likelihood is ~7,000 nats), and no funnelrun model "
-            f"declares it safe. Use trainer.precision=32-true (default) or 64-true"
-        )
-
-
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train, test on the whole test split with the best-by-validation weights, write outputs."""
+    ``model`` and ``datamodule`` default to those ``cfg`` builds (:mod:`funnelrun.builder`); a
+    pipeline that prepares the model first (e.g. log-det masking's stage 2) passes them in."""
     validate_config(cfg)
     ckpt_path = cfg.ckpt_path
     if ckpt_path is None and cfg.auto_resume and interrupted(run_dir):
@@ -128,24 +50,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     resume_here = ckpt_path == "last"
     ckpt = resolve_ckpt_path(ckpt_path, run_dir) if ckpt_path is not None else None
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build_data(cfg)
-    model = build_model(cfg, datamodule)
-    _check_precision(str(cfg.trainer.precision), model)
+    if datamodule is None:
+        datamodule = build_data(cfg)
+    if model is None:
+        model = build_model(cfg, datamodule)
+    check_precision(str(cfg.trainer.precision), model)
     stamp = fingerprint(cfg, datamodule)
     if ckpt is not None:
         check_compatible(ckpt, read_checkpoint(ckpt), stamp)
     if rank_zero_only.rank == 0:  # DDP ranks > 0 re-run this command inside the same run
         prepare_run_dir(run_dir, cfg, resume_here=resume_here)
-    if "stage1_steps" in cfg.model and ckpt is None:
-        # RealNVP with log-det masking (Das et al. 2019, Sec. 3.2.2): stage 1 chooses this model's
-        # masks; a resumed stage 2 gets them from its checkpoint (they are buffers)
-        from funnelrun.training.ldmask import fit_masks
 
-        fit_masks(cfg, run_dir, model, datamodule)
-
-    module = _FingerprintedModule(
+    module = DensityEstimator(
         model,
-        stamp,
         lr=cfg.optim.lr,
         weight_decay=cfg.optim.weight_decay,
         bits=datamodule.bits,
@@ -153,30 +70,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         compile=cfg.compile,
         is_samples=cfg.eval.is_samples,
         is_chunk_size=cfg.eval.is_chunk_size,
+        stamp=stamp,
     )
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     # a partial, so Hydra does not try to instantiate the ``_target_`` entries inside run_config
     logger = instantiate(cfg.logger, _partial_=True)(save_dir=run_dir, name=cfg.name, run_config=config)
-    checkpointing = FiniteModelCheckpoint(
-        dirpath=run_dir / CHECKPOINT_DIR,
-        filename="best-step{step}",
-        auto_insert_metric_name=False,
-        monitor="val/nll",
-        mode="min",
-        save_top_k=1,
-        save_last=True,
-    )
-    trainer = pl.Trainer(
-        **_trainer_kwargs(cfg),
-        callbacks=[
-            checkpointing,
-            CheckpointOnInterrupt(run_dir / CHECKPOINT_DIR),
-            CheckpointOnSignal(run_dir / CHECKPOINT_DIR),
-        ],
-        logger=logger,
-        default_root_dir=str(run_dir),
-    )
-
+    trainer, checkpointing = make_trainer(cfg, run_dir, logger)
     try:
         return _fit_and_test(cfg, run_dir, trainer, module, datamodule, checkpointing, ckpt)
     finally:
@@ -202,11 +101,7 @@ def _fit_and_test(
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
     except (SIGTERMException, StopSignal) as exc:
         name = str(exc) if isinstance(exc, StopSignal) else "SIGTERM"
-        raise RunInterrupted(
-            f"stopped by {name} at step {trainer.global_step}; its state is saved in "
-            f"{run_dir / CHECKPOINT_DIR / 'last.ckpt'}. Resume by running the same command with "
-            f"hydra.run.dir={run_dir} (auto_resume), or add ckpt_path=last"
-        ) from exc
+        raise RunInterrupted(name, trainer.global_step, run_dir / CHECKPOINT_DIR / "last.ckpt", run_dir) from exc
     train_seconds = time.perf_counter() - start
 
     best = checkpointing.best_model_path or None

@@ -1,0 +1,1 @@
+"""Entry-point pipelines on top of build, training and evaluation: nothing below imports them."""
