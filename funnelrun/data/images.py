@@ -57,6 +57,8 @@ class Preprocessing(str, Enum):
     """``data.preprocessing``: what follows the rescaling to [0, 1)."""
 
     logit = "logit"
+    #: logit(alpha + (1 - alpha) x): RealNVP §4.1's formula, Das et al. 2019 §4 (log-det masking)
+    logit_realnvp = "logit_realnvp"
     centre = "centre"
 
 
@@ -188,5 +190,9 @@ class ImageDataModule(FunnelDataModule):
 
     def preprocessing(self) -> list[Transform]:
         """[Rescale(bits), Logit(logit_alpha)] or [Rescale(bits), Centre()]: see the module docstring for BPD."""
-        second = Logit(self.logit_alpha) if self.preprocessing_kind is Preprocessing.logit else Centre()
+        second = {
+            Preprocessing.logit: lambda: Logit(self.logit_alpha),
+            Preprocessing.logit_realnvp: lambda: Logit(self.logit_alpha, symmetric=False),
+            Preprocessing.centre: Centre,
+        }[self.preprocessing_kind]()
         return [Rescale(self.bits), second]
