@@ -40,6 +40,17 @@ class FunnelKind(str, Enum):
     maxpool = "maxpool"
 
 
+class FunnelLayout(str, Enum):
+    """Where an image F-NSF puts its funnels. ``first_step`` (funnels paper A.8, Table 2): the first
+    NSF step, the funnels back to back, then the rest of the multi-scale NSF. ``interleaved`` (A.9,
+    Table 4; the authors' ``funnel_conv_deeper``): per funnel one NSF step, ActNorm and the funnel,
+    then ``steps_per_level`` NSF steps; each run of steps works on the squeezed image where it can be
+    squeezed and unsqueezes after, so the funnels see the data's channels ("no squeezing")."""
+
+    first_step = "first_step"
+    interleaved = "interleaved"
+
+
 @dataclass
 class ImageFlowConfig:
     """Settings of the image architectures; defaults are Table 7's CIFAR-10 5-bit column (A.8)."""
@@ -60,12 +71,14 @@ class ImageFlowConfig:
     funnel: FunnelKind = FunnelKind.conv
     #: units of each of the 3 ReLU layers of the conv funnel's p_phi (A.8: 128)
     conditional_hidden_features: int = 128
+    #: F-NSF / F-Glow: where the funnels go (first_step: A.8; interleaved: A.9, the MNIST models)
+    funnel_layout: FunnelLayout = FunnelLayout.first_step
 
 
 def image_settings(image: Union[ImageFlowConfig, Mapping[str, Any], None]) -> ImageFlowConfig:
     """The ``image`` settings a builder receives (a dict from the config, or None: the defaults)."""
     settings = image if isinstance(image, ImageFlowConfig) else ImageFlowConfig(**(image or {}))
-    return replace(settings, funnel=FunnelKind(settings.funnel))
+    return replace(settings, funnel=FunnelKind(settings.funnel), funnel_layout=FunnelLayout(settings.funnel_layout))
 
 
 def can_squeeze(shape: ImageShape) -> bool:
