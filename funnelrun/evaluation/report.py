@@ -8,7 +8,7 @@ size, parameters, and whether the number is exact or an importance-weighted esti
 model — as Markdown and LaTeX, and writes it as CSV. Failed runs are listed as such, and never
 averaged in: a run directory with a ``config.yaml`` and no ``metrics.json`` (failed, or still
 running), one with a failure marker (``failure.json``, written by sweeps), or one whose test metric
-is NaN.
+is NaN. W&B's files and an extended run's ``history/step<N>/`` are not runs.
 
 ``--paper`` puts each measured row beside the funnels paper's published number for Tables 1, 2 and 4
 (``paper_results.yaml`` in this package: one entry per table cell, found by the run's name, which
@@ -124,6 +124,8 @@ def find_runs(roots: list[Path]) -> list[Run]:
     for run_dir in sorted(dirs):
         if "wandb" in run_dir.parts:  # W&B keeps a config.yaml of its own in every run's files
             continue
+        if run_dir.parent.name == "history" and (run_dir.parent.parent / "config.yaml").is_file():
+            continue  # an extended run's earlier results (<run>/history/step<N>/), not another run
         config_path, metrics_path = run_dir / "config.yaml", run_dir / "metrics.json"
         try:
             config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}

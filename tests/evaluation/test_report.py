@@ -68,6 +68,10 @@ def test_failed_and_nan_runs_are_listed_as_such_and_never_averaged(tmp_path, cap
     wandb_files = tmp_path / "f_nsf-four_circles-1-0" / "wandb" / "offline-run-x" / "files"
     wandb_files.mkdir(parents=True)
     (wandb_files / "config.yaml").write_text("model: {value: 1}\ndata: {value: 2}\n")  # W&B's own, not a run
+    history = tmp_path / "f_nsf-four_circles-1-0" / "history" / "step6"  # an extended run's earlier result
+    history.mkdir(parents=True)
+    for f in ("config.yaml", "metrics.json"):
+        (history / f).write_text((tmp_path / "f_nsf-four_circles-1-0" / f).read_text())
     main([str(tmp_path)])
     out = capsys.readouterr().out
     assert "nan ±" not in out.lower() and "| nan" not in out.lower()
