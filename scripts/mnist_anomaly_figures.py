@@ -1,7 +1,7 @@
 """Funnels paper Table 4 on this machine: train on real MNIST, score Fashion-MNIST as anomalies.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/mnist_anomaly_figures.py --data-dir ../shared/data \
-        [--scale 1.0] [--only f_nsf_16 f_mlp_16] [--threads 1]
+        [--scale 1.0] [--only f_nsf_16 f_mlp_16] [--threads 1] [--extra data.preprocessing=logit]
 
 For each Table 4 row it runs ``funnelrun experiment=table4/mnist_<row>`` with a CPU budget (the step
 counts below: the paper's models train 200k steps of batch 512 on a GPU), then ``funnelrun-eval ...
@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every run (default 1)")
+    parser.add_argument("--extra", nargs="*", default=[],
+                        help="overrides for every run and its evaluation, e.g. data.preprocessing=logit (an ablation)")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     out = Path(args.out or f"figures/mnist_anomaly/{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
@@ -105,7 +107,7 @@ def main() -> None:
         if args.only and row not in args.only:
             continue
         steps = max(int(steps * args.scale), 10)
-        overrides = [f"experiment=table4/mnist_{row}", f"data.data_dir={data_dir}", *COMMON, *extra,
+        overrides = [f"experiment=table4/mnist_{row}", f"data.data_dir={data_dir}", *COMMON, *extra, *args.extra,
                      f"trainer.max_steps={steps}", f"trainer.val_check_interval={max(steps // 10, 1)}",
                      "trainer.log_every_n_steps=10"]
         run_dir = out / row
