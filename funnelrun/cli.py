@@ -86,6 +86,17 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     _run_tool("funnelrun-eval", run_eval, argv)
 
 
+def export_main(argv: Optional[list[str]] = None) -> None:
+    """``funnelrun-export ckpt_path=... export.format=torchscript|onnx``: an exact model as a file."""
+    from funnelrun.pipelines.export import USAGE, run_export
+
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        return
+    _run_tool("funnelrun-export", run_export, args)
+
+
 def report_main(argv: Optional[list[str]] = None) -> None:
     """``funnelrun-report DIR [DIR ...]``: the result table of runs and sweeps."""
     from funnelrun.evaluation.report import main as report

@@ -22,7 +22,8 @@ LAYERS = [
     ["funnelrun.builder"],
     ["funnelrun.evaluation"],
     ["funnelrun.training"],
-    ["funnelrun.pipelines", "funnelrun.api", "funnelrun.export"],
+    ["funnelrun.api"],
+    ["funnelrun.pipelines"],
     ["funnelrun.cli"],
 ]
 
