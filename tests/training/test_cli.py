@@ -72,7 +72,10 @@ def test_never_writes_into_an_earlier_run(run_cli, tmp_path):
     before = (run_dir / "metrics.json").read_bytes()
     again = run_cli(run_dir, *TINY, "seed=1")
     assert again.code != 0
-    assert "already holds a run" in again.err and "ckpt_path=last" in again.err
+    assert "already holds a run" in again.err
+    # the run finished: the hint continues it in a new directory, never ckpt_path=last (which resumes in place)
+    assert "ckpt_path=last" not in again.err
+    assert f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'} trainer.max_steps=" in again.err
     assert (run_dir / "metrics.json").read_bytes() == before
 
 
