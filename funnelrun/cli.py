@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import errno
 import math
+import re
 import shlex
 import shutil
 import sys
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
 
@@ -102,6 +103,9 @@ def train_job(cfg: DictConfig) -> float:
     finally:
         if discard and _holds_only_log(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
+            if re.fullmatch(r"\d{4}-\d\d-\d\d", run_dir.parent.name):  # the default outputs/<date>/<time>
+                with suppress(OSError):
+                    run_dir.parent.rmdir()  # only if empty: no other run that day
     return metrics["val/nll"] if metrics["val/nll"] is not None else math.inf
 
 

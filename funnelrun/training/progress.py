@@ -82,13 +82,15 @@ def _loss(outputs: Any) -> Optional[float]:
 
 class StepBar(TQDMProgressBar):
     """Lightning's tqdm bar over ``trainer.max_steps`` (a resumed run starts at its step), drawn on
-    the terminal only (never copied into the run's log)."""
+    the terminal's stderr only (never copied into the run's log)."""
 
     TRAIN_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
     def _on_terminal(self, make: Any) -> Any:
+        """Lightning draws its bars on sys.stdout: here on the terminal's stderr (the stream that was
+        found to be a terminal; stdout may be redirected to a file), without the log's copy."""
         out = sys.stdout
-        sys.stdout = terminal(sys.stdout)
+        sys.stdout = terminal(sys.stderr)
         try:
             return make()
         finally:
@@ -101,9 +103,7 @@ class StepBar(TQDMProgressBar):
         return self._on_terminal(super().init_validation_tqdm)
 
     def init_test_tqdm(self) -> Any:
-        bar = self._on_terminal(super().init_test_tqdm)
-        bar.set_description("test")
-        return bar
+        return self._on_terminal(super().init_test_tqdm)
 
     def init_predict_tqdm(self) -> Any:
         return self._on_terminal(super().init_predict_tqdm)
