@@ -52,8 +52,8 @@ def _stopped(stop: RunInterrupted) -> NoReturn:
         task = list(HydraConfig.get().overrides.task)
     except ValueError:  # no Hydra job (called from Python)
         task = []
-    command = shlex.join(["funnelrun", *[o for o in task if not o.startswith("hydra.run.dir=")],
-                          f"hydra.run.dir={stop.resume_dir}"])
+    kept = [o for o in task if not o.lstrip("+").startswith(("hydra.run.dir=", "ckpt_path="))]
+    command = shlex.join(["funnelrun", *kept, f"hydra.run.dir={stop.resume_dir}", "ckpt_path=last"])
     print(f"funnelrun: {stop}\nresume with: {command}", file=sys.stderr, flush=True)
     sys.exit(stop.exit_code)
 
@@ -87,8 +87,9 @@ def train_job(cfg: DictConfig) -> float:
             except (FunnelrunError, InstantiationException) as exc:
                 discard = fresh
                 _fail(exc)
-            except KeyboardInterrupt:  # Ctrl-C before training started (or twice): nothing saved
-                print("funnelrun: stopped by Ctrl-C", file=sys.stderr, flush=True)
+            except KeyboardInterrupt:  # Ctrl-C before training started (or twice): nothing more saved
+                print("funnelrun: stopped by Ctrl-C; nothing was saved after the last checkpoint (if any)",
+                      file=sys.stderr, flush=True)
                 sys.exit(130)
             except OSError as exc:
                 if exc.errno not in _STORAGE_ERRNOS:
@@ -124,11 +125,9 @@ def main() -> Any:
             print(train_help(args.overrides), flush=True)
             return None
         if not (args.hydra_help or args.info or args.shell_completion):
-            check_overrides(args.overrides, multirun=args.multirun)
-            if not (args.multirun or args.cfg):
-                from funnelrun.config import compose_config
-
-                check_devices(compose_config(args.overrides))
+            cfg = check_overrides(args.overrides, multirun=args.multirun)
+            if cfg is not None and not args.cfg:
+                check_devices(cfg)
     except FunnelrunError as exc:
         _fail(exc)
     return _hydra_main()

@@ -457,14 +457,15 @@ def compose_config(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def check_overrides(overrides: list[str], multirun: bool = False) -> None:
+def check_overrides(overrides: list[str], multirun: bool = False) -> Optional[DictConfig]:
     """Compose ``overrides`` as ``funnelrun`` (``-m``: every value of every sweep, each beside the first
     value of the others) and raise the first problem as a :class:`FunnelrunError` with its fix, before
-    anything runs or a directory is made. Sweeps that cannot be listed (e.g. an Optuna ``interval``)
-    are left to the sweeper."""
+    anything runs or a directory is made; returns the config of a single run (None for ``-m``).
+    Sweeps that cannot be listed (e.g. an Optuna ``interval``) are left to the sweeper."""
     if not multirun:
-        validate_config(compose_config(overrides))
-        return
+        cfg = compose_config(overrides)
+        validate_config(cfg)
+        return cfg
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as exc:
@@ -488,5 +489,6 @@ def check_overrides(overrides: list[str], multirun: bool = False) -> None:
         try:
             OverridesParser.create().parse_overrides(combination)
         except HydraException:
-            return  # a value this listing cannot write back: the sweeper reports it
+            return None  # a value this listing cannot write back: the sweeper reports it
         validate_config(compose_config(combination))
+    return None

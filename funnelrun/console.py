@@ -67,12 +67,18 @@ def terminal(stream: Optional[IO[str]] = None) -> IO[str]:
     return _under(sys.stderr if stream is None else stream)
 
 
-def on_terminal() -> bool:
-    """Whether stderr is an interactive terminal (a bar, not lines)."""
+def on_terminal(stream: Optional[IO[str]] = None) -> bool:
+    """Whether ``stream`` (default: stderr, where bars draw) is an interactive terminal."""
     try:
-        return terminal().isatty()
+        return terminal(stream).isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def lines_printed(bar: bool) -> bool:
+    """Whether progress lines are printed (else only written to the run's log): always without a bar,
+    and beside one when stdout is not a terminal (``funnelrun > log`` with the bar on the screen)."""
+    return not bar or not on_terminal(sys.stdout)
 
 
 def log_only(line: str) -> None:
@@ -125,8 +131,9 @@ def rate_and_eta(done: float, total: Optional[float], elapsed: float) -> tuple[f
 
 
 class Progress:
-    """Progress of a loop over ``total`` items (``unit``): a tqdm bar on a terminal (its line form also
-    goes to the run's log), else a line every ``every_s`` seconds and one at the end.
+    """Progress of a loop over ``total`` items (``unit``): a tqdm bar on a terminal, and a line every
+    ``every_s`` seconds and one at the end, printed where there is no bar or stdout is not a terminal,
+    else written to the run's log only.
 
     ``update(n)`` counts ``n`` more items done."""
 
@@ -150,7 +157,7 @@ class Progress:
                 f"elapsed {duration(elapsed)}, ETA {duration(left)}")
 
     def _emit(self, text: str) -> None:
-        if self._bar is None:
+        if lines_printed(self._bar is not None):
             print(text, flush=True)
         else:
             log_only(text)

@@ -6,7 +6,7 @@ import io
 import sys
 
 import funnelrun.console
-from funnelrun.console import Progress, console_log, log_only, terminal
+from funnelrun.console import Progress, console_log, lines_printed, log_only, terminal
 
 
 def test_docstring_examples_run():
@@ -45,8 +45,17 @@ def test_progress_without_a_terminal_prints_lines_with_rate_and_eta(capsys):
     assert lines[-1].startswith("scoring: 4 batches in ")
 
 
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
 def test_progress_on_a_terminal_draws_a_bar_and_logs_its_lines(tmp_path, monkeypatch, capsys):
-    screen = io.StringIO()
+    screen = _Stream(tty=True)  # stdout and stderr both on it
     with console_log(tmp_path / "funnelrun.log"):
         monkeypatch.setattr("funnelrun.console.terminal", lambda stream=None: screen)
         with Progress("OOD", total=2, every_s=0.0, bar=True) as progress:
@@ -54,3 +63,10 @@ def test_progress_on_a_terminal_draws_a_bar_and_logs_its_lines(tmp_path, monkeyp
     assert "OOD" in screen.getvalue() and "2/2" in screen.getvalue()
     assert capsys.readouterr().out == ""  # the lines are not printed beside the bar
     assert "OOD: 2/2 batches (100%)" in (tmp_path / "funnelrun.log").read_text()
+
+
+def test_lines_are_printed_unless_a_bar_shares_the_terminal_with_stdout(monkeypatch):
+    monkeypatch.setattr(sys, "stdout", _Stream(tty=True))
+    assert lines_printed(bar=False) and not lines_printed(bar=True)  # both on the screen: the bar only
+    monkeypatch.setattr(sys, "stdout", _Stream(tty=False))
+    assert lines_printed(bar=True)  # funnelrun > log: the bar on the screen, the lines in the file

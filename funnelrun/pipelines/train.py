@@ -108,7 +108,7 @@ def _fit_and_test(
     best = checkpointing.best_model_path or None
     try:
         trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-    except StopSignal as exc:  # Ctrl-C during the test: the trained state is saved, the test runs again
+    except StopSignal as exc:  # Ctrl-C during the test: resuming goes on from the last checkpoint and tests
         raise RunInterrupted(str(exc), trainer.global_step, run_dir / CHECKPOINT_DIR / "last.ckpt", run_dir) from exc
 
     best_val = checkpointing.best_model_score

@@ -60,8 +60,8 @@ class CheckpointOnSignal(Callback):
     relaunch of the job resumes there (``auto_resume``).
 
     Ctrl-C (SIGINT) does the same as SIGTERM: save at the next step boundary and stop (a second
-    Ctrl-C stops at once). During the test a Ctrl-C stops at once: the trained state is saved, and
-    the same command tests it again.
+    Ctrl-C stops at once). During the test a Ctrl-C stops at once; resuming goes on from the last
+    checkpoint and tests.
 
     Under DDP the ranks agree on the flag (an all-reduce every ``ddp_check_every`` steps), so they
     save together wherever the signal arrived.

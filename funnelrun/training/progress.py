@@ -6,8 +6,9 @@
 - Everywhere, :class:`StepLines` writes one line every ``log_every_s`` seconds with the same fields
   (``step 1200/3000 (40%) | loss 1.234 | val NLL 1.198 | 25.1 steps/s | ETA 1m12s``), one per
   ``log_every_s`` during the test (importance sampling of a bound model can take minutes) and one
-  at the end of each. Without a terminal (a SLURM log) it prints them; on a terminal it writes
-  them to ``<run>/funnelrun.log`` only, beside the bar (:mod:`funnelrun.console`).
+  at the end of each. Without a bar (a SLURM log), or with stdout redirected (``funnelrun > log``
+  beside the bar), it prints them; else it writes them to ``<run>/funnelrun.log`` only
+  (:mod:`funnelrun.console`).
 
 :func:`quiet_lightning` removes Lightning's chatter that says nothing about the run (tips, "GPU
 available", a model summary with ``FLOPs 0``, checkpoint-restoring notes, warnings about settings
@@ -24,7 +25,7 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
-from funnelrun.console import duration, log_only, on_terminal, rate_and_eta, terminal
+from funnelrun.console import duration, lines_printed, log_only, on_terminal, rate_and_eta, terminal
 
 #: Lightning's warnings about choices funnelrun makes deliberately (or emitted inside Lightning itself)
 _EXPECTED_WARNINGS = (
@@ -216,8 +217,8 @@ class StepLines(Callback):
             total = self._test_batches(trainer)
             elapsed = time.monotonic() - self._start
             rate, left = rate_and_eta(self._test_done, total, elapsed)
-            of = f"/{total} ({100 * self._test_done / total:.0f}%)" if total else ""
-            self._emit(trainer, f"test: {self._test_done}{of} batches | {rate:.2f} batches/s | ETA {duration(left)}")
+            of = f"/{total} batches ({100 * self._test_done / total:.0f}%)" if total else " batches"
+            self._emit(trainer, f"test: {self._test_done}{of} | {rate:.2f} batches/s | ETA {duration(left)}")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._emit(trainer, f"test: {_batches(self._test_done)} in {duration(time.monotonic() - self._start)}")
@@ -227,7 +228,7 @@ def progress_callbacks(every_s: float, bar: Optional[bool], name: str = "") -> t
     """The progress callbacks of a run and Lightning's ``enable_progress_bar``: ``bar`` None draws a
     bar on an interactive terminal only; lines are written in every case."""
     draw = on_terminal() if bar is None else bool(bar)
-    callbacks: list[Callback] = [StepLines(every_s, to_console=not draw, name=name)]
+    callbacks: list[Callback] = [StepLines(every_s, to_console=lines_printed(draw), name=name)]
     if draw:
         callbacks.insert(0, StepBar())
     return callbacks, draw

@@ -38,7 +38,7 @@ def test_ctrl_c_in_stage_1_of_a_two_stage_run_then_the_printed_command_finishes_
     assert re.search(r"^funnelrun: stopped by SIGINT at step \d+", err, re.M), err[-3000:]
     assert "funnelrun: error" not in err and "Traceback" not in err and "KeyboardInterrupt" not in err
     (command,) = re.findall(r"^resume with: (.*)$", err, re.M)
-    assert command.endswith(f"hydra.run.dir={run_dir}") and f"{run_dir}/stage1" not in command
+    assert command.endswith(f"hydra.run.dir={run_dir} ckpt_path=last") and f"{run_dir}/stage1" not in command
     assert not (run_dir / "stage1" / "metrics.json").exists()
 
     on_path = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}  # funnelrun as a user's shell finds it
