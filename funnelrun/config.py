@@ -29,7 +29,7 @@ from funnelrun.options import (
     Preprocessing,
     SplineKind,
 )
-from funnelrun.overrides import explain
+from funnelrun.overrides import explain, key_of
 from funnelrun.validation import validate_config
 
 
@@ -397,7 +397,7 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 def _related(override: str, key: str) -> bool:
     """Whether ``override`` sets ``key``, a key below it, or (a dotted override) a key above it."""
-    name = override.split("=", 1)[0].lstrip("+~").split("@")[0]
+    name = key_of(override)
     return name == key or name.startswith(key + ".") or ("." in name and key.startswith(name + "."))
 
 

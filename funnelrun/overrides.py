@@ -1,9 +1,12 @@
-"""Hydra's composition errors as funnelrun errors: what was wrong with which override, and the fix.
+"""Overrides as users type them: Hydra's composition errors as funnelrun errors (what was wrong with
+which override, and the fix), and which overrides a follow-up tool may apply to a finished run.
 
 Hydra reports a misspelt key as "Could not override 'trainer.max_step'. To append to your config use
 +trainer.max_step=10", advice the schemas then refuse (they have no such key). :func:`explain` turns
 each kind of composition error into one message naming the override, the closest valid keys or
-options, and what to type instead; it never suggests ``+key``.
+options, and what to type instead; it never suggests ``+key``. :data:`MAY_CHANGE` lists what
+``funnelrun-sample``, ``-eval`` and ``-check`` may set differently from the run they read
+(:mod:`funnelrun.pipelines.followup`).
 
     >>> explain_unknown_key("trainer.max_step=10", "trainer.max_step", ["max_steps", "devices"])
     'trainer.max_step is not a config key; did you mean trainer.max_steps=10? (`funnelrun --cfg job` prints every key)'
@@ -38,7 +41,7 @@ OptionsOf = Callable[[str], list[str]]
 def _override_for(key: str, overrides: Sequence[str]) -> str:
     """The override (as typed) that sets ``key`` (or a key below it)."""
     for override in overrides:
-        name = override.split("=", 1)[0].lstrip("+~")
+        name = key_of(override)
         if name == key or name.startswith(key + ".") or key.startswith(name + "."):
             return override
     return key
@@ -75,7 +78,7 @@ def explain_missing_option(group: str, option: str, options: Sequence[str]) -> s
 
 def _missing_option(missing: str, overrides: Sequence[str]) -> tuple[str, str]:
     """(group as typed, option) of a missing config file ``missing`` (e.g. ``experiment/table1/x``)."""
-    groups = [o.split("=", 1)[0].lstrip("+~").split("@")[0] for o in overrides if "=" in o]
+    groups = [key_of(o) for o in overrides if "=" in o]
     typed = [g for g in groups if missing.startswith(g + "/")]
     group = max(typed, key=len) if typed else missing.rpartition("/")[0]
     return group, missing[len(group) + 1:]

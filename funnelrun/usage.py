@@ -12,7 +12,7 @@ from funnelrun.overrides import may_change_text
 #: the config groups a user picks options from (``group=option``), in the order shown
 GROUPS = ("data", "model", "trainer", "logger", "experiment", "debug", "hparams_search", "hydra/launcher")
 #: groups whose default is not an option file of conf/
-GROUP_DEFAULTS = {"hydra/launcher": "Hydra's basic launcher (one job after another) by default"}
+GROUP_DEFAULTS = {"hydra/launcher": "default: Hydra's basic launcher, one job after another"}
 WIDTH = 100
 
 

@@ -18,14 +18,14 @@ BIN = Path(sys.executable).parent
 #: a tiny two-stage run on the embedded digits: stage 1 long enough to be stopped in it
 LDMASK = ["model=realnvp_ldmask", "data=digits", "model.image.levels=2", "model.image.steps_per_level=1",
           "model.image.hidden_channels=4", "model.image.num_res_blocks=1", "data.batch_size=16",
-          "data.eval_batch_size=360", "model.stage1_steps=400", "trainer.max_steps=4", "trainer.val_check_interval=2",
+          "data.eval_batch_size=360", "model.stage1_steps=150", "trainer.max_steps=4", "trainer.val_check_interval=2",
           "eval.plot=false"]
 
 
 def test_ctrl_c_in_stage_1_of_a_two_stage_run_then_the_printed_command_finishes_it(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    argv = [str(BIN / "funnelrun"), f"hydra.run.dir={run_dir}", *LDMASK, "trainer.val_check_interval=10"]
+    argv = [str(BIN / "funnelrun"), f"hydra.run.dir={run_dir}", *LDMASK, "trainer.val_check_interval=5"]
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stage1_ckpt = run_dir / "stage1" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 180
@@ -46,6 +46,6 @@ def test_ctrl_c_in_stage_1_of_a_two_stage_run_then_the_printed_command_finishes_
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     stage1 = json.loads((run_dir / "stage1" / "metrics.json").read_text())
-    assert stage1["steps"] == 400  # stage 1 continued to its end, then stage 2 ran
+    assert stage1["steps"] == 150  # stage 1 continued to its end, then stage 2 ran
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 4
     assert (run_dir / "ldmask" / "masks.pt").is_file()
