@@ -32,8 +32,9 @@ def missing_files(dataset: str, expected: Sequence[Path], source: str, downloada
     """The error for absent files: names every expected file (full path), where to get it, and how to point at it."""
     absent = [p for p in expected if not p.is_file()] or list(expected)
     fetch = (
-        "or set data.download=true to fetch them with torchvision's downloader (needs torchvision, the optional "
-        "'vision' extra)" if downloadable else "(torchvision has no downloader for this set)"
+        "or, on a machine with a network and a torchvision build that matches its torch (a CUDA machine; on "
+        "CPU-only torch torchvision's wheel breaks lightning), set data.download=true: torchvision's downloader "
+        "then fetches them" if downloadable else "(torchvision has no downloader for this set)"
     )
     return MissingDataFiles(
         f"{dataset} data: {absent[0].resolve()} not found. Expected "

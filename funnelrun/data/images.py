@@ -14,7 +14,6 @@ Tables 2 and 4 report this quantity on the test split).
 """
 from __future__ import annotations
 
-from enum import Enum
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -35,6 +34,7 @@ from funnelrun.data.imagenet import load_imagenet
 from funnelrun.data.plane import derived_seed
 from funnelrun.data.sampler import StepBatchSampler
 from funnelrun.errors import FunnelrunError
+from funnelrun.options import Preprocessing
 from funnelrun.transforms.base import Transform
 from funnelrun.transforms.preprocess import Centre, Logit, Rescale
 
@@ -51,13 +51,6 @@ READERS: dict[str, Callable[[Path], ImageSplits]] = {
 VAL_SPLIT_SEED = 0
 #: seed of the fixed evaluation noise (independent of ``data.seed``: a model's test BPD is one number)
 EVAL_NOISE_SEED = 0
-
-
-class Preprocessing(str, Enum):
-    """``data.preprocessing``: what follows the rescaling to [0, 1)."""
-
-    logit = "logit"
-    centre = "centre"
 
 
 def reduce_bits(images: np.ndarray, bits: int) -> np.ndarray:

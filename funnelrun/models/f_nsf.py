@@ -11,21 +11,16 @@ ReLU layers of 128 units, A.6).
 from __future__ import annotations
 
 import math
-from enum import Enum
 from typing import Any, Mapping, Optional
 
 from funnelrun.distributions.conditional import ConditionalDiagonalGaussian, ConditionalFlow
 from funnelrun.models.flow import Flow
 from funnelrun.models.image_f_nsf import build_image_f_nsf
 from funnelrun.models.nsf import LinearKind, SplineKind, flow_steps, spline_layer
+from funnelrun.options import ConditionalKind
 from funnelrun.surjections.funnel import Funnel
 from funnelrun.transforms.base import CompositeTransform
 from funnelrun.transforms.linear import LULinear
-
-
-class ConditionalKind(str, Enum):
-    flow = "flow"
-    gaussian = "gaussian"
 
 
 def resolve_dim_reduction(features: int, latent_dim: Optional[int], dim_reduction: Optional[int]) -> int:

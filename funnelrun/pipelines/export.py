@@ -36,15 +36,6 @@ FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 EXPORT_DIR = "exports"
 #: examples traced through the model (any batch size runs afterwards)
 TRACE_BATCH = 8
-USAGE = """usage: funnelrun-export ckpt_path=<run dir or .ckpt> [export.format=torchscript|onnx] [export.out=<file>]
-                        [data.data_dir=<dir>]
-
-Write an exact model's log-density (TorchScript: and its sampler) into a file that loads without funnelrun.
-  ckpt_path      a run directory (its best checkpoint) or a checkpoint file of a finished run
-  export.format  torchscript (default: log_prob and sample) or onnx (log_prob; needs funnelrun[export])
-  export.out     the file to write (default: <run>/exports/<checkpoint>.pt|.onnx); never overwritten
-  data.data_dir  where the run's data is, if it moved (the data shape is read from it)
-"""
 
 
 class LogProb(nn.Module):
@@ -104,10 +95,10 @@ def parse_args(argv: list[str]) -> dict[str, Optional[str]]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in allowed:
-            raise FunnelrunError(f"unknown argument {arg!r}.\n{USAGE}")
+            raise FunnelrunError(f"unknown argument {arg!r}; funnelrun-export takes {', '.join(allowed)} (see --help)")
         args[key] = value
     if not args["ckpt_path"]:
-        raise FunnelrunError(f"funnelrun-export needs ckpt_path=<run dir or checkpoint>.\n{USAGE}")
+        raise FunnelrunError("funnelrun-export needs ckpt_path=<run dir or checkpoint> (see --help)")
     if args["export.format"] not in FORMATS:
         raise FunnelrunError(f"export.format={args['export.format']} is not one of {', '.join(FORMATS)}")
     return args
