@@ -53,6 +53,8 @@ class FunnelDataModule(pl.LightningDataModule):
     true_log_density: Optional[Callable[[Tensor], Tensor]] = None
     #: the training batch sampler (a subclass may key its batches, e.g. by step)
     batch_sampler_class: type[StepBatchSampler] = StepBatchSampler
+    #: pinned (page-locked) batches; None: when the trainer's model is on a GPU
+    pin_memory: Optional[bool] = None
 
     def __init__(self, batch_size: int, eval_batch_size: int, seed: int, num_workers: int = 0):
         super().__init__()
@@ -78,8 +80,10 @@ class FunnelDataModule(pl.LightningDataModule):
         when the model is on a GPU (batches are then copied asynchronously). The batches are the same
         whatever the number of workers: the sampler, in the main process, decides each one."""
         trainer = getattr(self, "trainer", None)
-        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
-        return {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0, "pin_memory": on_gpu,
+        pin = self.pin_memory
+        if pin is None:
+            pin = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        return {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0, "pin_memory": pin,
                 "collate_fn": collate_batches}
 
     def train_dataloader(self) -> DataLoader:
