@@ -97,11 +97,15 @@ def validation_rows(num_train: int, val_size: int, name: str) -> tuple[np.ndarra
     return np.sort(order[val_size:]), np.sort(order[:val_size])
 
 
+#: the largest u added: x + u stays below x + 1 in float32 for every integer 0 <= x <= 255 (256 - 2^-16 is
+#: a float32, the largest below 256; u ~ U[0, 1) in float32 reaches 1 - 2^-24, and x + u would round to x + 1)
+MAX_NOISE = 1 - 2**-16
+
+
 def dequantize(x: Tensor, u: Tensor) -> Tensor:
-    """float32 x + u of integer-valued x and u in [0, 1), kept below x + 1: in float32, x + u rounds up
-    to x + 1 when u > 1 - 2^-17 (x = 255)."""
-    x = x.float()
-    return torch.minimum(x + u, torch.nextafter(x + 1, x))
+    """float32 x + min(u, :data:`MAX_NOISE`) of integer-valued x (any dtype) and u in [0, 1), computed
+    in place in ``u`` (the clamp moves a probability of 2^-16 per value by less than 2^-16)."""
+    return u.clamp_(max=MAX_NOISE).add_(x)
 
 
 def training_noise(seed: int, step: int, global_batch: int, shape: Sequence[int], device: torch.device) -> Tensor:
