@@ -7,6 +7,7 @@ resized to 64x64 (bilinear, PIL), as in Das et al. 2019, §4 "Pre-processing".
 """
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
@@ -68,9 +69,9 @@ def read_celeba_image(path: Path) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def read_celeba_images(paths: tuple[Path, ...]) -> np.ndarray:
+def read_celeba_images(paths: tuple[str, ...]) -> np.ndarray:
     """Images :func:`read_celeba_image` of ``paths``: uint8 (len(paths), 3, 64, 64)."""
-    return np.stack([read_celeba_image(path) for path in paths])
+    return np.stack([read_celeba_image(Path(path)) for path in paths])
 
 
 def celeba_sources(data_dir: str | Path) -> SourceFiles:
@@ -82,7 +83,8 @@ def celeba_sources(data_dir: str | Path) -> SourceFiles:
     if not (partition.is_file() and (folder / IMAGES).is_dir()):
         raise missing_files("CelebA", [partition, folder / IMAGES / "000001.jpg"], SOURCE, downloadable=True)
     names = read_partition(partition)
-    paths = {label: [folder / IMAGES / name for name in names[label]] for label in (TRAIN, VAL, TEST)}
+    images = os.path.join(str(folder / IMAGES), "")
+    paths = {label: [images + name for name in names[label]] for label in (TRAIN, VAL, TEST)}
     stats = file_stats(root, [partition, *(p for label in (TRAIN, VAL, TEST) for p in paths[label])], _not_found)
 
     def parts(label: int) -> tuple[Part, ...]:

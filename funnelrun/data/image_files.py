@@ -60,17 +60,20 @@ class SourceFiles:
 
 
 def file_stats(
-    root: Path, paths: Sequence[Path], missing: Callable[[Path], FunnelrunError]
+    root: Path, paths: Sequence[Path | str], missing: Callable[[Path], FunnelrunError]
 ) -> tuple[tuple[str, int, int], ...]:
     """(path relative to ``root``, size, mtime in ns) of each file; ``missing(path)`` is raised for one
-    that is not there."""
+    that is not there. (Strings are joined and cut as strings: pathlib costs more than the stat itself
+    on the 200,000 files of CelebA.)"""
+    prefix = os.path.join(str(root), "")
     stats = []
-    for path in paths:
+    for path in map(str, paths):
         try:
             info = os.stat(path)
         except FileNotFoundError:
-            raise missing(path) from None
-        stats.append((os.path.relpath(path, root), info.st_size, info.st_mtime_ns))
+            raise missing(Path(path)) from None
+        rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
+        stats.append((rel, info.st_size, info.st_mtime_ns))
     return tuple(stats)
 
 
