@@ -70,7 +70,7 @@ run_step() {
     return 0
   fi
   local left=$((budget - (SECONDS - start)))
-  if ((left < 15)); then
+  if ((left < 10)); then
     printf '%s\tskipped: the %s s budget is spent\t0\n' "$name" "$budget" >> "$steps_file"
     failed=1
     return 0

@@ -36,12 +36,12 @@ exec {sys.executable} "$@"
     fake.chmod(0o755)
     out = tmp_path / "out"
     result = _check(out, "--cpu-dry-run", "--only", "throughput,cuda_tests,bench_data", PYTHON=str(fake),
-                    GPU_CHECK_BUDGET_S="18")
+                    GPU_CHECK_BUDGET_S="12")
     assert result.returncode == 1, result.stderr
     steps = _steps(out)
     assert steps["cuda_tests"] == "failed (exit 3)"
     assert steps["throughput"].startswith("timed out after")
-    assert steps["bench_data"] == "skipped: the 18 s budget is spent"
+    assert steps["bench_data"] == "skipped: the 12 s budget is spent"
     assert steps["env"] == steps["train_mnist"] == "not selected"
     assert (out / "cuda_tests.log").read_text() == "tests: partial output\n"
     assert (out / "throughput.log").read_text() == "throughput: started\n"
