@@ -100,6 +100,11 @@ class ImageDataConfig:
     logit_alpha: float = 0.05
     #: fetch missing files with torchvision's downloaders (only when torchvision is installed)
     download: bool = False
+    #: CIFAR-10, ImageNet 32/64, CelebA: memory-map the prepared-data cache (written once, shared by the
+    #: processes of a node; funnelrun/data/cache.py); false: read the files into memory in every process
+    cache: bool = True
+    #: where the cache lives; null: <data_dir>/.funnelrun-cache
+    cache_dir: Optional[str] = None
     #: the funnels paper's Table 7 settings for this set, the defaults of model.image.* for the
     #: NSF, F-NSF, Glow and F-Glow image models; null: ImageFlowConfig's (Table 7, CIFAR-10 5-bit)
     table7: Optional[Table7Row] = None
