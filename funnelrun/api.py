@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 from omegaconf import DictConfig, OmegaConf
 
 from funnelrun.builder import build as _build
-from funnelrun.config import compose_config
+from funnelrun.config import FunnelrunConfig, compose_config
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import FunnelrunError
 from funnelrun.models.flow import Flow
@@ -77,6 +77,41 @@ def _best_checkpoint(run_dir: Path) -> Path:
     raise FunnelrunError(f"{run_dir} holds no checkpoint ({CHECKPOINT_DIR}/best-step*.ckpt or last.ckpt)")
 
 
+def locate_run(path: Union[str, Path], checkpoint: str = "best") -> tuple[Path, Path]:
+    """(run directory, checkpoint file) of ``path``: a run directory (its ``checkpoint``: ``"best"``, the
+    best-by-validation one, else ``last``; ``"last"``; or a file name in ``<run>/checkpoints/``) or a
+    checkpoint file (``checkpoint`` ignored)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path.parent.parent, path
+    if not path.is_dir():
+        raise FunnelrunError(f"{path} is neither a run directory nor a checkpoint file")
+    ckpt = _best_checkpoint(path) if checkpoint == "best" else path / CHECKPOINT_DIR / (
+        "last.ckpt" if checkpoint == "last" else checkpoint)
+    if not ckpt.is_file():
+        raise FunnelrunError(f"no checkpoint {ckpt}")
+    return path, ckpt
+
+
+def read_run_config(run_dir: Path) -> DictConfig:
+    """The resolved config a run saved (``<run>/config.yaml``); sections an older funnelrun did not
+    write (``eval``, ``sample``, ``log_every_s``) take today's defaults."""
+    config_file = run_dir / CONFIG_FILE
+    if not config_file.is_file():
+        raise FunnelrunError(
+            f"{config_file} is missing: the model is rebuilt from the run's config.yaml, which "
+            f"funnelrun writes beside {CHECKPOINT_DIR}/; pass the run directory the checkpoint came from"
+        )
+    cfg = OmegaConf.load(config_file)
+    assert isinstance(cfg, DictConfig)
+    defaults = OmegaConf.structured(FunnelrunConfig)
+    for key in ("eval", "sample"):
+        cfg[key] = OmegaConf.merge(defaults[key], cfg.get(key) or {})
+    if "log_every_s" not in cfg:
+        cfg.log_every_s = defaults.log_every_s
+    return cfg
+
+
 def load_run(path: Union[str, Path], checkpoint: str = "best", overrides: Optional[list[str]] = None) -> Run:
     """Load the run in directory ``path`` (or the run that wrote the checkpoint file ``path``).
 
@@ -85,25 +120,8 @@ def load_run(path: Union[str, Path], checkpoint: str = "best", overrides: Option
     (``key=value``) change what may differ where the run is loaded, e.g. ``data.data_dir=...``.
     The model is rebuilt from the run's ``config.yaml`` and must match the checkpoint; a corrupt
     checkpoint, or one of another model, raises :class:`~funnelrun.errors.FunnelrunError`."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        ckpt, run_dir = path, path.parent.parent
-    elif path.is_dir():
-        run_dir = path
-        ckpt = _best_checkpoint(run_dir) if checkpoint == "best" else run_dir / CHECKPOINT_DIR / (
-            "last.ckpt" if checkpoint == "last" else checkpoint)
-        if not ckpt.is_file():
-            raise FunnelrunError(f"no checkpoint {ckpt}")
-    else:
-        raise FunnelrunError(f"{path} is neither a run directory nor a checkpoint file")
-    config_file = run_dir / CONFIG_FILE
-    if not config_file.is_file():
-        raise FunnelrunError(
-            f"{config_file} is missing: load_run rebuilds the model from the run's config.yaml, which "
-            f"funnelrun writes beside {CHECKPOINT_DIR}/; pass the run directory the checkpoint came from"
-        )
-    cfg = OmegaConf.load(config_file)
-    assert isinstance(cfg, DictConfig)
+    run_dir, ckpt = locate_run(path, checkpoint)
+    cfg = read_run_config(run_dir)
     if overrides:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         assert isinstance(cfg, DictConfig)

@@ -45,15 +45,29 @@ def model_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
 
 
+_ABSENT = "<absent>"
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in ``a``, value in ``b``) for every leaf where two nested dicts differ.
+
+        >>> differences({"model": {"latent_dim": 16, "bins": 8}}, {"model": {"latent_dim": 4, "bins": 8}})
+        [('model.latent_dim', 16, 4)]
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in sorted(set(a) | set(b), key=str):
+            found += differences(a.get(key, _ABSENT), b.get(key, _ABSENT), f"{prefix}{key}.")
+        return found
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
+
+
 def check_compatible(path: Path, checkpoint: dict[str, Any], fingerprint: dict[str, Any]) -> None:
     """The checkpoint must come from the same model config and data shape as this run."""
     saved = checkpoint.get(FINGERPRINT_KEY)
     if saved is None:
         raise FunnelrunError(f"{path} is not a funnelrun checkpoint (no '{FINGERPRINT_KEY}' entry)")
-    diffs = []
-    for key in sorted(set(saved) | set(fingerprint)):
-        if saved.get(key) != fingerprint.get(key):
-            diffs.append(f"{key}: checkpoint has {saved.get(key)!r}, this run has {fingerprint.get(key)!r}")
+    diffs = [f"{key}: checkpoint has {a!r}, this run has {b!r}" for key, a, b in differences(saved, fingerprint)]
     if diffs:
         raise FunnelrunError(
             f"checkpoint {path} was written by another model or data set:\n  " + "\n  ".join(diffs)

@@ -1,27 +1,36 @@
 """Structured-config schemas, and composing a config as ``funnelrun`` does: a misspelt key or a
-wrongly typed value fails with Hydra's message naming it. Every YAML option in ``conf/<group>/``
-(the package ``funnelrun.conf``) extends one of these schemas (``defaults: [/schema/<group>/<name>@_here_]``)."""
+wrongly typed value fails with a message naming it and the fix (:mod:`funnelrun.overrides`). Every
+YAML option in ``conf/<group>/`` (the package ``funnelrun.conf``) extends one of these schemas
+(``defaults: [/schema/<group>/<name>@_here_]``). Nothing here imports torch: composing a config
+(``funnelrun --help``, ``--cfg job``, a config error) takes a fraction of a second."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Optional
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import MISSING, DictConfig, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from funnelrun.data.images import Preprocessing
 from funnelrun.errors import FunnelrunError
-from funnelrun.models.f_nsf import ConditionalKind
-from funnelrun.models.image_flows import ImageFlowConfig
-from funnelrun.models.image_vae import ImageArch
-from funnelrun.models.image_vflow import ImageVFlowConfig
-from funnelrun.models.nsf import LinearKind, SplineKind
-from funnelrun.models.realnvp_ldmask import LDMaskSource
+from funnelrun.options import (
+    ConditionalKind,
+    ImageArch,
+    ImageFlowConfig,
+    ImageVFlowConfig,
+    LDMaskSource,
+    LinearKind,
+    Preprocessing,
+    SplineKind,
+)
+from funnelrun.overrides import explain, key_of
+from funnelrun.validation import validate_config
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -92,6 +101,11 @@ class ImageDataConfig:
     logit_alpha: float = 0.05
     #: fetch missing files with torchvision's downloaders (only when torchvision is installed)
     download: bool = False
+    #: CIFAR-10, ImageNet 32/64, CelebA: memory-map the prepared-data cache (written once, shared by the
+    #: processes of a node; funnelrun/data/cache.py); false: read the files into memory in every process
+    cache: bool = True
+    #: where the cache lives; null: <data_dir>/.funnelrun-cache
+    cache_dir: Optional[str] = None
     #: the funnels paper's Table 7 settings for this set, the defaults of model.image.* for the
     #: NSF, F-NSF, Glow and F-Glow image models; null: ImageFlowConfig's (Table 7, CIFAR-10 5-bit)
     table7: Optional[Table7Row] = None
@@ -270,7 +284,7 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     limit_val_batches: Optional[float] = None
     limit_test_batches: Optional[float] = None
-    #: null: a progress bar on interactive terminals only
+    #: a progress bar over max_steps: null on interactive terminals only; progress lines (log_every_s) always
     enable_progress_bar: Optional[bool] = None
     deterministic: bool = False
 
@@ -347,11 +361,23 @@ class FunnelrunConfig:
     #: a run directory holding an interrupted run (checkpoint, no metrics.json) is resumed, so a
     #: requeued SLURM job or the same command run again continues where it stopped
     auto_resume: bool = True
+    #: seconds between two progress lines (step, loss, validation NLL, steps/s, ETA): printed where
+    #: there is no terminal (a SLURM log), else written to <run>/funnelrun.log beside the bar
+    log_every_s: float = 30.0
     #: a short run name (W&B run name, report rows)
     name: str = "${hydra:runtime.choices.model}-${hydra:runtime.choices.data}"
 
 
+def _if_images(on_images: Any, otherwise: Any, *, _root_: DictConfig) -> Any:
+    """``${if_images:a,b}``: ``a`` when the config's data are images (their config has ``bits``), else ``b``.
+    ``model/f_nsf.yaml`` takes its default latent size from it: null on images (two funnels, D/16),
+    1 on vectors."""
+    return on_images if OmegaConf.select(_root_, "data.bits", default=None) is not None else otherwise
+
+
 def register_configs() -> None:
+    if not OmegaConf.has_resolver("if_images"):
+        OmegaConf.register_new_resolver("if_images", _if_images)
     cs = ConfigStore.instance()
     cs.store(name="funnelrun_schema", node=FunnelrunConfig)
     cs.store(group="schema/data", name="plane", node=PlaneDataConfig)
@@ -376,17 +402,107 @@ def register_configs() -> None:
 CONFIG_MODULE = "funnelrun.conf"
 
 
+def _compose(overrides: list[str]) -> DictConfig:
+    """Hydra's composition of ``overrides`` (with the ``hydra`` node); raises Hydra's own errors."""
+    register_configs()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def _related(override: str, key: str) -> bool:
+    """Whether ``override`` sets ``key``, a key below it, or (a dotted override) a key above it."""
+    name = key_of(override)
+    return name == key or name.startswith(key + ".") or ("." in name and key.startswith(name + "."))
+
+
+def _composition_error(exc: BaseException, overrides: list[str]) -> FunnelrunError:
+    """The error of composing ``overrides``, explained (suggestions come from the config composed
+    without the overrides that set the failing key)."""
+
+    def without(key: str) -> Optional[DictConfig]:
+        for attempt in ([o for o in overrides if not _related(o, key)], []):
+            try:
+                return _compose(attempt)
+            except (HydraException, OmegaConfBaseException):
+                continue
+        return None
+
+    def keys_of(path: str) -> Optional[list[str]]:
+        cfg = without(path)
+        node = cfg if cfg is None or not path else OmegaConf.select(cfg, path, default=None)
+        return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else None
+
+    def value_of(key: str) -> Any:
+        cfg = without(key)
+        return None if cfg is None else OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+
+    return FunnelrunError(explain(exc, overrides, keys_of, value_of, group_options))
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group ``group`` in ``conf/`` (nested ones as ``table1/power_f_nsf``)."""
+    root = resources.files(CONFIG_MODULE)
+    node = root.joinpath(*group.split("/"))
+    options: list[str] = []
+
+    def walk(folder: Any, prefix: str) -> None:
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.is_dir():
+                walk(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".yaml"):
+                options.append(prefix + entry.name.removesuffix(".yaml"))
+
+    if node.is_dir():
+        walk(node, "")
+    return sorted(set(options))
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     """The config ``funnelrun <overrides>`` would run with (without its ``hydra`` node).
 
     Problems Hydra or the schemas find are raised as :class:`~funnelrun.errors.FunnelrunError`."""
-    register_configs()
     try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        cfg = _compose(list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise FunnelrunError(str(exc)) from exc
+        raise _composition_error(exc, list(overrides)) from exc
     HydraConfig.instance().set_config(cfg)  # so ${hydra:runtime.choices.*} (cfg.name) resolves
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def check_overrides(overrides: list[str], multirun: bool = False) -> Optional[DictConfig]:
+    """Compose ``overrides`` as ``funnelrun`` (``-m``: every value of every sweep, each beside the first
+    value of the others) and raise the first problem as a :class:`FunnelrunError` with its fix, before
+    anything runs or a directory is made; returns the config of a single run (None for ``-m``).
+    Sweeps that cannot be listed (e.g. an Optuna ``interval``) are left to the sweeper."""
+    if not multirun:
+        cfg = compose_config(overrides)
+        validate_config(cfg)
+        return cfg
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise _composition_error(exc, list(overrides)) from exc
+    fixed, sweeps = [], []
+    for override, text in zip(parsed, overrides):
+        if not override.is_sweep_override():
+            fixed.append(text)
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except (HydraException, ValueError, TypeError):
+            continue  # a sweep only its sweeper can list
+        if values:
+            sweeps.append([f"{override.get_key_element()}={value}" for value in values])
+    first = [values[0] for values in sweeps]
+    combinations = [fixed + first]
+    for index, values in enumerate(sweeps):
+        combinations += [fixed + first[:index] + [value] + first[index + 1:] for value in values[1:]]
+    for combination in combinations:
+        try:
+            OverridesParser.create().parse_overrides(combination)
+        except HydraException:
+            return None  # a value this listing cannot write back: the sweeper reports it
+        validate_config(compose_config(combination))
+    return None

@@ -14,11 +14,14 @@ class RunInterrupted(FunnelrunError):
     ``resume_dir`` is the run directory to relaunch in (a pipeline of several runs, e.g. log-det
     masking's stage 1 in ``<run>/stage1``, names its own directory instead)."""
 
-    exit_code = 143  # 128 + SIGTERM, as shells report a SIGTERM'd process
-
     def __init__(self, signal_name: str, step: int, checkpoint: Path, resume_dir: Path):
         self.signal_name, self.step, self.checkpoint, self.resume_dir = signal_name, step, checkpoint, resume_dir
         super().__init__(str(self))
+
+    @property
+    def exit_code(self) -> int:
+        """130 after Ctrl-C (128 + SIGINT), else 143 (128 + SIGTERM), as shells report such a stop."""
+        return 130 if self.signal_name == "SIGINT" else 143
 
     def __str__(self) -> str:
         return (

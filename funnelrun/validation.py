@@ -52,6 +52,8 @@ RULES: dict[str, _Rule] = {
     "grid_points": _AT_LEAST_1,
     "is_samples": _AT_LEAST_1,
 }
+#: rules of top-level keys
+TOP_LEVEL_RULES: dict[str, _Rule] = {"log_every_s": _POSITIVE}
 SECTIONS = ("data", "model", "optim", "trainer", "eval")
 
 
@@ -65,6 +67,10 @@ def config_problems(cfg: DictConfig) -> list[str]:
             value = node.get(key) if key in node else None
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
                 problems.append(f"{section}.{key}={value} {why}")
+    for key, (ok, why) in TOP_LEVEL_RULES.items():
+        value = cfg.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
+            problems.append(f"{key}={value} {why}")
     return problems
 
 
@@ -73,3 +79,30 @@ def validate_config(cfg: DictConfig) -> None:
     problems = config_problems(cfg)
     if problems:
         raise FunnelrunError("invalid config values:\n  " + "\n  ".join(problems))
+
+
+#: trainer.accelerator values that need a CUDA GPU
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """A GPU trainer (``trainer=gpu``, ``ddp``, ``ddp_multinode``) needs GPUs torch can use, and no more
+    devices than the machine has; raise a FunnelrunError with the fix otherwise (torch is imported
+    only for a GPU trainer)."""
+    trainer = cfg.get("trainer")
+    if trainer is None or str(trainer.get("accelerator", "cpu")).lower() not in GPU_ACCELERATORS:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")
+        raise FunnelrunError(
+            f"trainer.accelerator={trainer.accelerator} needs a CUDA GPU, and torch finds none here ({build}). "
+            "Use trainer=cpu (the default) on this machine, or run on a GPU node (e.g. hydra/launcher=slurm)"
+        )
+    devices, available = trainer.get("devices", 1), torch.cuda.device_count()
+    if isinstance(devices, int) and devices > available:
+        raise FunnelrunError(
+            f"trainer.devices={devices} but this machine has {available} GPU(s); set trainer.devices={available} "
+            "or trainer.devices=-1 (all of them)"
+        )

@@ -1,10 +1,15 @@
 """Issue 7 figure: interrupted-and-resumed runs end where uninterrupted runs end.
 
-For each plane data set and model family, run `funnelrun` three ways: uninterrupted; stopped by
+For each data set and model family, run `funnelrun` three ways: uninterrupted; stopped by
 SIGTERM right after its first checkpoint, then resumed with `ckpt_path=last`; and (with --sigkill)
 killed by SIGKILL after a checkpoint, then resumed. Prints the largest |test NLL difference|.
 
     .venv/bin/python scripts/resume_equality.py [--models nsf f_nsf] [--steps 300] [--sigkill]
+        [--data four_circles ... digits cifar10_5bit]
+
+Plane sets by default; image sets (:data:`IMAGES`) train a small multi-scale model: ``digits`` is
+embedded, ``cifar10_5bit`` is a synthetic set in the CIFAR-10 format (funnelrun/data/synthetic.py)
+read through the prepared-data cache, its training noise drawn after the batch transfer.
 """
 from __future__ import annotations
 
@@ -21,6 +26,21 @@ from pathlib import Path
 PLANES = ["four_circles", "checkerboard", "two_moons", "eight_gaussians", "two_spirals"]
 SIZE = ["model.hidden_features=32", "model.num_blocks=1", "model.num_bins=8", "data.n_train=4096",
         "data.n_val=1024", "data.n_test=2048", "eval.plot=false"]
+IMAGE_SIZE = ["model.image.levels=1", "model.image.steps_per_level=2", "model.image.hidden_channels=8",
+              "model.image.num_res_blocks=1", "model.image.conditional_hidden_features=16", "data.batch_size=64",
+              "data.eval_batch_size=256", "eval.plot=false"]
+#: image data options -> extra overrides (``{root}``: this run's temporary directory)
+IMAGES = {
+    "digits": ["data.val_size=200"],
+    "cifar10_5bit": ["data.data_dir={root}/cifar", "data.val_size=500"],
+}
+
+
+def size_overrides(data: str, model: str, root: str) -> list[str]:
+    if data not in IMAGES:
+        return SIZE
+    funnel = ["model.latent_dim=null"] if model.startswith("f_") else []
+    return [*IMAGE_SIZE, *funnel, *(o.format(root=root) for o in IMAGES[data])]
 
 
 def funnelrun(run_dir: Path, args: list[str]) -> subprocess.Popen:
@@ -60,9 +80,14 @@ def main() -> None:
     print("| data | model | uninterrupted test NLL | signal | resumed test NLL | abs diff |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as root:
+        if "cifar10_5bit" in args.data:
+            from funnelrun.data.synthetic import write_cifar10
+
+            write_cifar10(Path(root) / "cifar", 5000, 1000)
         for data in args.data:
             for model in args.models:
-                run_args = [f"model={model}", f"data={data}", *SIZE, f"trainer.max_steps={args.steps}",
+                run_args = [f"model={model}", f"data={data}", *size_overrides(data, model, root),
+                            f"trainer.max_steps={args.steps}",
                             f"trainer.val_check_interval={max(args.steps // 10, 1)}"]
                 whole = Path(root) / f"{data}-{model}-whole"
                 finish(funnelrun(whole, run_args))

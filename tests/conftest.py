@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,26 @@ TINY = [
     "eval.num_samples=200",
 ]
 TINY_NSF = [o for o in TINY if not o.startswith("model.conditional")]
+
+
+#: where tests marked ``cuda`` run: a GPU, or the CPU for scripts/gpu_check.sh --cpu-dry-run
+TEST_DEVICE = os.environ.get("FUNNELRUN_TEST_DEVICE", "cuda")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``cuda`` are skipped, with the reason, where no GPU is (``make test`` stays CPU-only)."""
+    if TEST_DEVICE != "cuda" or torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none here): scripts/gpu_check.sh runs these on a lent GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """The device of the ``cuda`` tests (``FUNNELRUN_TEST_DEVICE``, default cuda)."""
+    return torch.device(TEST_DEVICE)
 
 
 class CLIResult:

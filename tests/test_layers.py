@@ -15,15 +15,16 @@ PACKAGE = Path(funnelrun.__file__).parent
 
 #: lowest first; a module's layer is the first entry its dotted name starts with
 LAYERS = [
-    ["funnelrun.errors", "funnelrun.run_files", "funnelrun.validation"],
+    ["funnelrun.errors", "funnelrun.run_files", "funnelrun.validation", "funnelrun.options", "funnelrun.console"],
     ["funnelrun.transforms", "funnelrun.surjections", "funnelrun.distributions"],
     ["funnelrun.models", "funnelrun.data"],
-    ["funnelrun.config", "funnelrun.checkpoint"],
+    ["funnelrun.config", "funnelrun.checkpoint", "funnelrun.overrides"],
     ["funnelrun.builder"],
     ["funnelrun.evaluation"],
     ["funnelrun.training"],
-    ["funnelrun.pipelines", "funnelrun.api", "funnelrun.export"],
-    ["funnelrun.cli"],
+    ["funnelrun.api"],
+    ["funnelrun.pipelines"],
+    ["funnelrun.cli", "funnelrun.usage"],
 ]
 
 

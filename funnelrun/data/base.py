@@ -31,9 +31,10 @@ class TensorRows(Dataset):
 
 
 def collate_batches(batch: Any) -> Any:
-    """DataLoader's collate: a batch fetched whole (:meth:`TensorRows.__getitems__`) passes as it
-    is; a list of examples is stacked as usual."""
-    return batch if isinstance(batch, Tensor) else default_collate(batch)
+    """DataLoader's collate: a batch fetched whole by a dataset's ``__getitems__`` (a tensor, or a
+    batch object such as the images' ``QuantizedBatch``) passes as it is; a list of examples is
+    stacked as usual."""
+    return default_collate(batch) if isinstance(batch, list) else batch
 
 
 class FunnelDataModule(pl.LightningDataModule):
@@ -52,6 +53,8 @@ class FunnelDataModule(pl.LightningDataModule):
     true_log_density: Optional[Callable[[Tensor], Tensor]] = None
     #: the training batch sampler (a subclass may key its batches, e.g. by step)
     batch_sampler_class: type[StepBatchSampler] = StepBatchSampler
+    #: pinned (page-locked) batches; None: when the trainer's model is on a GPU
+    pin_memory: Optional[bool] = None
 
     def __init__(self, batch_size: int, eval_batch_size: int, seed: int, num_workers: int = 0):
         super().__init__()
@@ -72,6 +75,17 @@ class FunnelDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def _loader_options(self) -> dict[str, Any]:
+        """Workers (``data.num_workers``; kept alive between epochs and validations) and pinned memory
+        when the model is on a GPU (batches are then copied asynchronously). The batches are the same
+        whatever the number of workers: the sampler, in the main process, decides each one."""
+        trainer = getattr(self, "trainer", None)
+        pin = self.pin_memory
+        if pin is None:
+            pin = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        return {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0, "pin_memory": pin,
+                "collate_fn": collate_batches}
+
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_and_world()
         sampler = self.batch_sampler_class(
@@ -79,8 +93,7 @@ class FunnelDataModule(pl.LightningDataModule):
         )
         # a private generator: creating loader iterators never draws from the global RNG
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train, batch_sampler=sampler, num_workers=self.num_workers, generator=generator,
-                          collate_fn=collate_batches)
+        return DataLoader(self.train, batch_sampler=sampler, generator=generator, **self._loader_options())
 
     def preprocessing(self) -> list[Transform]:
         """Bijective layers the model starts with (e.g. image rescaling and logit), so their Jacobian
@@ -93,8 +106,7 @@ class FunnelDataModule(pl.LightningDataModule):
         rank, world = self._rank_and_world()
         if world > 1:
             dataset = Subset(dataset, range(rank, len(dataset), world))
-        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=collate_batches)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **self._loader_options())
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val)

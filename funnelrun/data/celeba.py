@@ -7,12 +7,14 @@ resized to 64x64 (bilinear, PIL), as in Das et al. 2019, §4 "Pre-processing".
 """
 from __future__ import annotations
 
+import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from funnelrun.data.image_files import ImageSplits, corrupt_file, missing_files
+from funnelrun.data.image_files import ImageSplits, Part, SourceFiles, corrupt_file, file_stats, missing_files
 from funnelrun.errors import FunnelrunError
 
 FOLDER = "celeba"
@@ -26,6 +28,8 @@ CROP = 148
 SIZE = 64
 #: partition labels of list_eval_partition.txt
 TRAIN, VAL, TEST = 0, 1, 2
+#: images decoded per part when the cache is written (memory: 12 KiB each)
+PART_IMAGES = 1024
 
 
 def read_partition(path: Path) -> dict[int, list[str]]:
@@ -44,10 +48,14 @@ def read_partition(path: Path) -> dict[int, list[str]]:
     return splits
 
 
+def _not_found(path: Path) -> FunnelrunError:
+    return FunnelrunError(f"{path} is listed in {PARTITION} but not found (is {IMAGES} completely unpacked?)")
+
+
 def read_celeba_image(path: Path) -> np.ndarray:
     """One image, centre-cropped to 148x148 and resized to 64x64: uint8 (3, 64, 64)."""
     if not path.is_file():
-        raise FunnelrunError(f"{path} is listed in {PARTITION} but not found (is {IMAGES} completely unpacked?)")
+        raise _not_found(path)
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
@@ -61,14 +69,32 @@ def read_celeba_image(path: Path) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def load_celeba(data_dir: str | Path) -> ImageSplits:
-    """The official train / validation / test splits, (N, 3, 64, 64) uint8 (decodes every JPEG: minutes)."""
-    folder = Path(data_dir).expanduser() / FOLDER
+def read_celeba_images(paths: tuple[str, ...]) -> np.ndarray:
+    """Images :func:`read_celeba_image` of ``paths``: uint8 (len(paths), 3, 64, 64)."""
+    return np.stack([read_celeba_image(Path(path)) for path in paths])
+
+
+def celeba_sources(data_dir: str | Path) -> SourceFiles:
+    """The partition file and every JPEG it lists (each one's size and mtime key the cache); each
+    split in parts of :data:`PART_IMAGES` images, decoded when read."""
+    root = Path(data_dir).expanduser()
+    folder = root / FOLDER
     partition = folder / PARTITION
     if not (partition.is_file() and (folder / IMAGES).is_dir()):
         raise missing_files("CelebA", [partition, folder / IMAGES / "000001.jpg"], SOURCE, downloadable=True)
-    splits = read_partition(partition)
-    train, val, test = (
-        np.stack([read_celeba_image(folder / IMAGES / name) for name in splits[label]]) for label in (TRAIN, VAL, TEST)
-    )
-    return ImageSplits(train=train, test=test, val=val)
+    names = read_partition(partition)
+    images = os.path.join(str(folder / IMAGES), "")
+    paths = {label: [images + name for name in names[label]] for label in (TRAIN, VAL, TEST)}
+    stats = file_stats(root, [partition, *(p for label in (TRAIN, VAL, TEST) for p in paths[label])], _not_found)
+
+    def parts(label: int) -> tuple[Part, ...]:
+        chunks = [tuple(paths[label][i : i + PART_IMAGES]) for i in range(0, len(paths[label]), PART_IMAGES)]
+        return tuple(Part(partial(read_celeba_images, chunk), rows=len(chunk)) for chunk in chunks)
+
+    return SourceFiles("celeba", root, (3, SIZE, SIZE), stats,
+                       {"train": parts(TRAIN), "val": parts(VAL), "test": parts(TEST)})
+
+
+def load_celeba(data_dir: str | Path) -> ImageSplits:
+    """The official train / validation / test splits, (N, 3, 64, 64) uint8 (decodes every JPEG: minutes)."""
+    return celeba_sources(data_dir).read()

@@ -8,11 +8,20 @@ shape (N, 3072): per row the 1024 red, then green, then blue values, each plane 
 from __future__ import annotations
 
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from funnelrun.data.image_files import ImageSplits, check_images, corrupt_file, missing_files
+from funnelrun.data.image_files import (
+    ImageSplits,
+    Part,
+    SourceFiles,
+    check_images,
+    corrupt_file,
+    file_stats,
+    missing_files,
+)
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{k}" for k in range(1, 6))
@@ -34,11 +43,17 @@ def read_cifar_batch(path: Path) -> np.ndarray:
     return images.reshape(-1, 3, SIZE, SIZE)
 
 
-def load_cifar10(data_dir: str | Path) -> ImageSplits:
-    """The official 50,000 training and 10,000 test images, (N, 3, 32, 32) uint8."""
-    folder = Path(data_dir).expanduser() / FOLDER
-    expected = [folder / name for name in (*TRAIN_FILES, TEST_FILE)]
+def cifar10_sources(data_dir: str | Path) -> SourceFiles:
+    """The six pickle batches: five training parts, one test part (their sizes are known once read)."""
+    root = Path(data_dir).expanduser()
+    expected = [root / FOLDER / name for name in (*TRAIN_FILES, TEST_FILE)]
     if not all(p.is_file() for p in expected):
         raise missing_files("CIFAR-10", expected, SOURCE, downloadable=True)
-    train = np.concatenate([read_cifar_batch(p) for p in expected[:-1]])
-    return ImageSplits(train=train, test=read_cifar_batch(expected[-1]))
+    stats = file_stats(root, expected, lambda _: missing_files("CIFAR-10", expected, SOURCE, downloadable=True))
+    parts = [Part(partial(read_cifar_batch, path)) for path in expected]
+    return SourceFiles("cifar10", root, (3, SIZE, SIZE), stats, {"train": tuple(parts[:-1]), "test": (parts[-1],)})
+
+
+def load_cifar10(data_dir: str | Path) -> ImageSplits:
+    """The official 50,000 training and 10,000 test images, (N, 3, 32, 32) uint8."""
+    return cifar10_sources(data_dir).read()

@@ -29,10 +29,9 @@ def download(name: str, data_dir: str | Path, missing: FunnelrunError) -> None:
         from torchvision import datasets
     except ImportError as exc:
         raise FunnelrunError(
-            f"{missing} -- data.download=true needs torchvision, which is not importable ({exc}). Install it where "
-            f"its wheel matches your torch (pip install 'funnelrun[vision]'; on CPU-only machines it breaks "
-            f"lightning), "
-            f"or download the files yourself as said above"
+            f"{missing} -- data.download=true needs torchvision, which is not importable ({exc}): install it "
+            f"where its wheel matches torch (pip install 'funnelrun[vision]' on a CUDA machine), or fetch the "
+            f"files yourself from the source named above"
         ) from exc
     root = Path(data_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)

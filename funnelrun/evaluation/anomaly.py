@@ -3,12 +3,13 @@ test split and the AUROC of the NLL as an anomaly score (used by ``funnelrun-eva
 :mod:`funnelrun.pipelines.anomaly`)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from funnelrun.console import DEFAULT_EVERY_S, Progress
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.importance import importance_weighted_log_prob
@@ -39,22 +40,34 @@ def auroc(in_scores: np.ndarray, ood_scores: np.ndarray) -> float:
 
 @torch.no_grad()
 def split_log_likelihoods(
-    model: Flow, datamodule: FunnelDataModule, is_samples: int, is_chunk_size: int, device: torch.device
+    model: Flow, datamodule: FunnelDataModule, is_samples: int, is_chunk_size: int, device: torch.device,
+    label: str = "scoring", every_s: float = DEFAULT_EVERY_S,
 ) -> tuple[Tensor, Optional[Tensor]]:
     """Per-example log p(x) (float64, CPU) over the whole test split: exact, or for a bound model
-    the importance-weighted estimate, returned with the one-sample bound (else None)."""
+    the importance-weighted estimate, returned with the one-sample bound (else None). Progress is
+    reported under ``label`` (:class:`~funnelrun.console.Progress`: a bar on a terminal, else a line
+    every ``every_s`` seconds)."""
     if datamodule.test is None:
         datamodule.setup("test")
     estimates, bounds = [], []
-    for batch in datamodule.test_dataloader():
-        x = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(device)
-        bound = model.log_prob(x).double().cpu()
-        if model.exact:
-            estimates.append(bound)
-        else:
-            bounds.append(bound)
-            estimates.append(importance_weighted_log_prob(model, x, is_samples, is_chunk_size).cpu())
+    loader = datamodule.test_dataloader()
+    with Progress(label, total=len(loader), every_s=every_s) as progress:
+        for batch in loader:
+            _score(model, batch, device, is_samples, is_chunk_size, estimates, bounds)
+            progress.update()
     return torch.cat(estimates), (torch.cat(bounds) if bounds else None)
+
+
+def _score(model: Flow, batch: Any, device: torch.device, is_samples: int, is_chunk_size: int,
+           estimates: list[Tensor], bounds: list[Tensor]) -> None:
+    """Append one batch's log p(x) estimates (and one-sample bounds, for a bound model)."""
+    x = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(device)
+    bound = model.log_prob(x).double().cpu()
+    if model.exact:
+        estimates.append(bound)
+    else:
+        bounds.append(bound)
+        estimates.append(importance_weighted_log_prob(model, x, is_samples, is_chunk_size).cpu())
 
 
 def check_comparable(data: FunnelDataModule, ood: FunnelDataModule, ood_name: str) -> None:

@@ -8,7 +8,8 @@ funnel's per-tile kept map x_+ -> J x_+ + W' x_- + b and its right inverse, and 
 surjection's right inverse), ``logdet_max_abs_err``
 (reported log-dets against the autograd Jacobian on every bijective part) and ``density_integral``
 (2-D data: the model density integrated over a grid holding the data; null otherwise, and null for
-models that only give a bound) and ``exact``.
+models that only give a bound) and ``exact``. An error is null when the model has no part it
+applies to (a VAE: no bijection, no funnel), never 0.
 """
 from __future__ import annotations
 
@@ -30,21 +31,29 @@ from funnelrun.transforms.base import Transform
 JACOBIAN_EXAMPLES = 16
 
 
-def _check_bijection(t: Transform, x: Tensor, context: Optional[Tensor], errs: dict[str, float]) -> None:
-    errs["roundtrip"] = max(errs["roundtrip"], roundtrip_max_abs_err(t, x, context))
+#: the largest error found so far per check; None until a part of the model was checked
+Errors = dict[str, Optional[float]]
+
+
+def _worst(errs: Errors, key: str, value: float) -> None:
+    errs[key] = value if errs[key] is None else max(errs[key], value)
+
+
+def _check_bijection(t: Transform, x: Tensor, context: Optional[Tensor], errs: Errors) -> None:
+    _worst(errs, "roundtrip", roundtrip_max_abs_err(t, x, context))
     n = JACOBIAN_EXAMPLES
-    errs["logdet"] = max(errs["logdet"], logdet_max_abs_err(t, x[:n], None if context is None else context[:n]))
+    _worst(errs, "logdet", logdet_max_abs_err(t, x[:n], None if context is None else context[:n]))
 
 
 @torch.no_grad()
-def _check_right_inverse(layer: Transform, h: Tensor, errs: dict[str, float]) -> None:
+def _check_right_inverse(layer: Transform, h: Tensor, errs: Errors) -> None:
     """max |forward(inverse(z)) - z| for a surjection (funnels paper A.1)."""
     z, _ = layer(h)
     z_again, _ = layer(layer.inverse(z))
-    errs["roundtrip"] = max(errs["roundtrip"], (z_again - z).abs().max().item())
+    _worst(errs, "roundtrip", (z_again - z).abs().max().item())
 
 
-def _check_funnel(layer: Funnel, h: Tensor, errs: dict[str, float]) -> None:
+def _check_funnel(layer: Funnel, h: Tensor, errs: Errors) -> None:
     x_dropped, x_kept = h[:, : layer.dropped], h[:, layer.dropped :]
     if layer.transform is not None:
         _check_bijection(layer.transform, x_kept, x_dropped, errs)
@@ -55,7 +64,7 @@ def _check_funnel(layer: Funnel, h: Tensor, errs: dict[str, float]) -> None:
     _check_right_inverse(layer, h, errs)
 
 
-def _check_coupling_funnel(layer: CouplingFunnel, h: Tensor, errs: dict[str, float]) -> None:
+def _check_coupling_funnel(layer: CouplingFunnel, h: Tensor, errs: Errors) -> None:
     """The coupling over all D features (round trip, log-det by autograd), p_phi's flow on the
     dropped outputs given z, and the right inverse of the whole layer."""
     _check_bijection(layer.coupling, h, None, errs)
@@ -67,7 +76,7 @@ def _check_coupling_funnel(layer: CouplingFunnel, h: Tensor, errs: dict[str, flo
     _check_right_inverse(layer, h, errs)
 
 
-def _check_conv_funnel(layer: ConvFunnel, h: Tensor, errs: dict[str, float]) -> None:
+def _check_conv_funnel(layer: ConvFunnel, h: Tensor, errs: Errors) -> None:
     """The kept map per tile (rows x_+ with context x_-: round trip, log|det J| by autograd) and the
     right inverse of the whole layer."""
     dropped, kept = layer.split(h)
@@ -77,9 +86,10 @@ def _check_conv_funnel(layer: ConvFunnel, h: Tensor, errs: dict[str, float]) -> 
 
 
 def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> dict[str, Optional[float]]:
-    """Layer-by-layer exactness errors of ``model`` on the examples ``x``."""
+    """Layer-by-layer exactness errors of ``model`` on the examples ``x``; an error is None (null in
+    the JSON) when no part of the model was checked for it (a VAE has no bijective part)."""
     model.eval()
-    errs = {"roundtrip": 0.0, "logdet": 0.0}
+    errs: Errors = {"roundtrip": None, "logdet": None}
     h = x
     for layer in model.transform.transforms:
         if layer.bijective:

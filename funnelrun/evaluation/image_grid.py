@@ -13,8 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-#: at least this many pixels across the saved grid (small images are enlarged, nearest neighbour)
-MIN_WIDTH = 256
+#: at least this many pixels across the saved grid, and across each image in it (small images are
+#: enlarged, nearest neighbour): an 8x8 digit is drawn 64 pixels wide
+MIN_WIDTH = 640
+MIN_IMAGE_SIDE = 64
 
 
 def to_unit_interval(images: Tensor, bits: int) -> Tensor:
@@ -37,7 +39,7 @@ def save_image_grid(images: Tensor, bits: int, path: Path, ncol: int | None = No
         r, c = divmod(i, ncol)
         grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = image
     picture = Image.fromarray(grid[..., 0] if channels == 1 else grid)
-    scale = max(1, math.ceil(MIN_WIDTH / picture.width))
+    scale = max(1, math.ceil(MIN_WIDTH / picture.width), math.ceil(MIN_IMAGE_SIDE / min(h, w)))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)

@@ -30,10 +30,13 @@ def scatter_plot(samples: torch.Tensor, bounds, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.hist2d(samples[:, 0].numpy(), samples[:, 1].numpy(), bins=150,
-              range=[[bounds[0][0], bounds[1][0]], [bounds[0][1], bounds[1][1]]], cmap="viridis")
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    *_, image = ax.hist2d(samples[:, 0].numpy(), samples[:, 1].numpy(), bins=150,
+                          range=[[bounds[0][0], bounds[1][0]], [bounds[0][1], bounds[1][1]]], cmap="viridis")
+    fig.colorbar(image, ax=ax, label="samples per bin")
     ax.set_title(title)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
     ax.set_aspect("equal")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

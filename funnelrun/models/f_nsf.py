@@ -17,23 +17,18 @@ code) or a diagonal-Gaussian ansatz from an MLP ("gaussian": three ReLU layers o
 from __future__ import annotations
 
 import math
-from enum import Enum
 from typing import Any, Mapping, Optional
 
 from funnelrun.distributions.conditional import ConditionalDiagonalGaussian, ConditionalFlow
 from funnelrun.models.flow import Flow
 from funnelrun.models.image_f_nsf import build_image_f_nsf
 from funnelrun.models.nsf import LinearKind, SplineKind, flow_steps, spline_layer, step_mixing
+from funnelrun.options import ConditionalKind
 from funnelrun.surjections.coupling_funnel import CouplingFunnel, dropped_first_mask
 from funnelrun.surjections.funnel import Funnel
 from funnelrun.transforms.base import CompositeTransform, Transform
 from funnelrun.transforms.coupling import AffineCoupling, RQSplineCoupling
 from funnelrun.transforms.linear import LULinear
-
-
-class ConditionalKind(str, Enum):
-    flow = "flow"
-    gaussian = "gaussian"
 
 
 def resolve_dim_reduction(features: int, latent_dim: Optional[int], dim_reduction: Optional[int]) -> int:

@@ -18,61 +18,18 @@ latent (:class:`~funnelrun.transforms.multiscale.MultiScale`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 from functools import partial
 from typing import Any, Mapping, Optional, Union
 
 from funnelrun.models.flow import Flow
+from funnelrun.options import FunnelKind, FunnelLayout, ImageFlowConfig
 from funnelrun.transforms.actnorm import ActNorm
 from funnelrun.transforms.base import CompositeTransform, Transform
 from funnelrun.transforms.conv1x1 import Conv1x1
 from funnelrun.transforms.image_coupling import ImageAffineCoupling, ImageRQSplineCoupling, MaskKind
 from funnelrun.transforms.multiscale import ImageShape, MultiScale
 from funnelrun.transforms.squeeze import Squeeze, squeezed_shape
-
-
-class FunnelKind(str, Enum):
-    """The dimension-reducing layer of an image funnel model: the convolutional funnel (A.7.1, A.8)
-    or the max-pool surjection (SurVAE)."""
-
-    conv = "conv"
-    maxpool = "maxpool"
-
-
-class FunnelLayout(str, Enum):
-    """Where an image F-NSF puts its funnels. ``first_step`` (funnels paper A.8, Table 2): the first
-    NSF step, the funnels back to back, then the rest of the multi-scale NSF. ``interleaved`` (A.9,
-    Table 4; the authors' ``funnel_conv_deeper``): per funnel one NSF step, ActNorm and the funnel,
-    then ``steps_per_level`` NSF steps; each run of steps works on the squeezed image where it can be
-    squeezed and unsqueezes after, so the funnels see the data's channels ("no squeezing")."""
-
-    first_step = "first_step"
-    interleaved = "interleaved"
-
-
-@dataclass
-class ImageFlowConfig:
-    """Settings of the image architectures; defaults are Table 7's CIFAR-10 5-bit column (A.8)."""
-
-    levels: int = 3
-    steps_per_level: int = 7
-    hidden_channels: int = 64
-    #: residual blocks of the conv net of each coupling (A.8: 3)
-    num_res_blocks: int = 3
-    num_bins: int = 2
-    #: not in Table 7; the vector NSF default
-    tail_bound: float = 3.0
-    dropout: float = 0.2
-    batch_norm: bool = True
-    #: factor half the channels out to the base after every level but the last (A.8: not for CIFAR-10)
-    factor_out: bool = False
-    #: funnel models: the convolutional funnel or the max-pool surjection
-    funnel: FunnelKind = FunnelKind.conv
-    #: units of each of the 3 ReLU layers of the conv funnel's p_phi (A.8: 128)
-    conditional_hidden_features: int = 128
-    #: F-NSF / F-Glow: where the funnels go (first_step: A.8; interleaved: A.9, the MNIST models)
-    funnel_layout: FunnelLayout = FunnelLayout.first_step
 
 
 def image_settings(image: Union[ImageFlowConfig, Mapping[str, Any], None]) -> ImageFlowConfig:

@@ -17,21 +17,14 @@ Two architectures (``model.image_arch``):
 from __future__ import annotations
 
 import math
-from enum import Enum
 from typing import Sequence
 
 from torch import Tensor, nn
 
 from funnelrun.models.flow import Flow
+from funnelrun.options import ImageArch
 from funnelrun.surjections.image_vae import ImageVAELayer
 from funnelrun.transforms.nets import mlp
-
-
-class ImageArch(str, Enum):
-    """``model.image_arch``: the encoder and decoder networks of an image VAE."""
-
-    resnet = "resnet"
-    mlp = "mlp"
 
 
 def _downsampled(size: int) -> int:

@@ -16,29 +16,15 @@ dropout: it is sampled in the inverse direction and scored in the forward one, w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
 from funnelrun.distributions.conditional import ConditionalFlow
 from funnelrun.models.flow import Flow
-from funnelrun.models.image_flows import ImageFlowConfig, build_image_nsf, image_settings, multiscale_nsf
+from funnelrun.models.image_flows import build_image_nsf, image_settings, multiscale_nsf
+from funnelrun.options import ImageVFlowConfig
 from funnelrun.surjections.augment import Augment
 from funnelrun.transforms.base import CompositeTransform
 from funnelrun.transforms.image_coupling import ImageAffineCoupling, MaskKind
-
-
-@dataclass
-class ImageVFlowConfig(ImageFlowConfig):
-    """The image settings of the p-network (:class:`ImageFlowConfig`) and of q(a | x)."""
-
-    #: extra channels sampled from q(a | x) (§6, Table 1: 3, a 6-channel flow on CIFAR-10); 0: exact flow
-    augment_channels: int = 3
-    #: conditional affine couplings of q(a | x) (ours)
-    q_steps: int = 2
-    #: hidden channels of each q coupling's conv net (ours)
-    q_hidden_channels: int = 32
-    #: residual blocks of each q coupling's conv net (ours)
-    q_res_blocks: int = 1
 
 
 def image_q(data_shape: tuple[int, int, int], s: ImageVFlowConfig) -> ConditionalFlow:

@@ -10,33 +10,16 @@ vector families.
 """
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any, Mapping, Optional
 
 from funnelrun.models.flow import Flow
 from funnelrun.models.image_flows import build_image_nsf
+from funnelrun.options import LinearKind, SplineKind
 from funnelrun.transforms.actnorm import ActNorm
 from funnelrun.transforms.autoregressive import RQSplineAutoregressive
 from funnelrun.transforms.base import Transform
 from funnelrun.transforms.coupling import AffineCoupling, RQSplineCoupling, alternating_mask
 from funnelrun.transforms.linear import LULinear, RandomPermutation
-
-
-class SplineKind(str, Enum):
-    """The invertible layer of a step: RQ-spline coupling, RQ-spline autoregressive, or affine coupling."""
-
-    coupling = "coupling"
-    autoregressive = "autoregressive"
-    affine = "affine"
-
-
-class LinearKind(str, Enum):
-    """What mixes features between steps: permutation + LU-linear, a permutation, or nothing
-    (``none``: only the alternating coupling masks, as in RealNVP)."""
-
-    lu = "lu"
-    permutation = "permutation"
-    none = "none"
 
 
 def spline_layer(

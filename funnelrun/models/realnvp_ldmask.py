@@ -18,7 +18,6 @@ and a checkpoint restores them (they are buffers in the state dict).
 """
 from __future__ import annotations
 
-from enum import Enum
 from functools import partial
 from typing import Any, Mapping, Optional, Union
 
@@ -34,20 +33,12 @@ from funnelrun.models.image_flows import (
     nsf_level,
     realnvp_level,
 )
+from funnelrun.options import LDMaskSource
 from funnelrun.transforms.base import Transform
 from funnelrun.transforms.ldmask import LogDetSqueeze, local_logdet_mask, squeeze_permutation
 from funnelrun.transforms.ldmask_channels import LogDetChannelSplit
 from funnelrun.transforms.multiscale import ImageShape, MultiScale
 from funnelrun.transforms.squeeze import Squeeze
-
-
-class LDMaskSource(str, Enum):
-    """Where stage 1's log-det contributions come from: the Jacobian diagonal of a RealNVP, per
-    dimension (Sec. 3.2.2, eq. 12, Fig. 1), or the singular values of a Glow's 1 x 1 convolutions,
-    per channel (Sec. 3.2.2, "Implementation for Glow", eqs. 13-14)."""
-
-    jacobian = "jacobian"
-    conv_svd = "conv_svd"
 
 
 def ldmask_level(shape: ImageShape, index: int, actnorm: bool, s: ImageFlowConfig) -> tuple[Transform, ImageShape]:

@@ -1,18 +1,21 @@
 """``funnelrun-eval``: likelihood-based anomaly detection (funnels paper §4, Table 4).
 
-    funnelrun-eval model=f_nsf data=mnist ckpt_path=<run>/checkpoints/last.ckpt ood_data=fashion_mnist
+    funnelrun-eval ckpt_path=<run> ood_data=fashion_mnist
 
-Takes the same overrides as ``funnelrun`` (they must match the run that wrote the checkpoint) plus
-``ood_data=<name>``: the out-of-distribution (OOD) set is the ``data`` config option ``<name>``
-composed with every other override unchanged — so ``data.*`` overrides apply to both sets — and
-with ``ood.<key>=<value>`` applied to the OOD set only, as ``data.<key>=<value>`` (e.g.
-``ood.data_dir=...``). Both sets must have the model's data shape and the same bit depth.
+``ckpt_path`` is the run's directory (its best-by-validation checkpoint) or one of its checkpoint
+files; the model and the in-distribution data come from the run's ``config.yaml``
+(:mod:`funnelrun.pipelines.followup`). ``ood_data=<name>`` names the out-of-distribution (OOD) set, a
+``data`` config option; it is read with the run's data settings where the two options share a key
+(``data_dir``, ``bits``, batch sizes, ...), ``data.<key>=<value>`` overrides that may change apply to
+both sets, and ``ood.<key>=<value>`` to the OOD set only (e.g. ``ood.data_dir=...``). Both sets must
+have the model's data shape and the same bit depth.
 
 Every example of both test splits is scored once, under ``torch.no_grad`` in batches of
 ``data.eval_batch_size``: log p(x) for exact models; for bound models (``exact: false``) the
 importance-weighted estimate with ``eval.is_samples`` samples (``eval.is_chunk_size`` per call),
 as the test of ``funnelrun`` does, with the one-sample ELBO (the paper's VAE score) beside it.
-Into a new directory ``<checkpoint's run dir>/eval/<time>/`` it writes ``eval_metrics.json``:
+Progress is reported as in training (a bar on a terminal, else a line every ``log_every_s`` s).
+Into a new directory ``<run>/eval/<date>_<time>/`` it writes ``eval_metrics.json``:
 
 - ``test/nll``, ``ood/nll`` (nats per example), ``test/bpd``, ``ood/bpd`` (null for continuous data),
   ``test/examples``, ``ood/examples``; for bound models the one-sample ELBO's ``test/nll_elbo``,
@@ -23,7 +26,7 @@ Into a new directory ``<checkpoint's run dir>/eval/<time>/`` it writes ``eval_me
 - for bound models ``ood/ratio`` and ``ood/auroc`` score by the ELBO, the paper's VAE score (Table 4:
   "we again use the ELBO"), and ``ood/ratio_is``, ``ood/auroc_is`` by the importance-weighted
   estimate (null for exact models);
-- ``exact``, ``is_samples`` (null for exact models), ``ood_data``, ``ckpt_path``;
+- ``exact``, ``is_samples`` (null for exact models), ``ood_data``, ``ckpt_path`` (the checkpoint scored);
 
 and ``scores.pt``: the per-example NLLs ``{"test": ..., "ood": ...}`` (float64 tensors; the IS
 estimates for bound models, whose ELBO NLLs are ``test_elbo`` and ``ood_elbo``).
@@ -34,13 +37,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from omegaconf import DictConfig
 from torch import Tensor
 
-from funnelrun.builder import build_data, load_model
+from funnelrun.builder import build_data
 from funnelrun.config import compose_config
 from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.anomaly import auroc, check_comparable, split_log_likelihoods
 from funnelrun.evaluation.metrics import bits_per_dim
+from funnelrun.pipelines.followup import key_of, may_change, read_run
 from funnelrun.pipelines.outputs import new_output_dir
 from funnelrun.run_files import write_json_atomic
 from funnelrun.validation import validate_config
@@ -48,18 +53,34 @@ from funnelrun.validation import validate_config
 EVAL_METRICS_FILE = "eval_metrics.json"
 
 
+#: data keys of the run that the OOD set does not take over (they name the set itself)
+OWN_DATA_KEYS = ("_target_", "name", "table7")
+
+
 def split_argv(argv: list[str]) -> tuple[list[str], str, list[str]]:
-    """(the model's overrides, the OOD data option, the OOD set's overrides)."""
+    """(the run's overrides, the OOD data option, the OOD set's own overrides as ``data.<key>=...``)."""
     names = [a.split("=", 1)[1] for a in argv if a.startswith("ood_data=")]
     if len(names) != 1 or not names[0]:
         raise FunnelrunError(
             "funnelrun-eval needs exactly one ood_data=<data option> (e.g. ood_data=fashion_mnist for a model "
-            "trained with data=mnist); it is scored with the model given by ckpt_path and the other overrides"
+            "trained with data=mnist); it is scored with the model of the run given by ckpt_path"
         )
     overrides = [a for a in argv if not a.startswith(("ood_data=", "ood."))]
     extra = ["data." + a.removeprefix("ood.") for a in argv if a.startswith("ood.")]
-    ood = [a for a in overrides if not a.startswith("data=")] + [f"data={names[0]}", *extra]
-    return overrides, names[0], ood
+    return overrides, names[0], extra
+
+
+def ood_config(run_cfg: DictConfig, ood_name: str, overrides: list[str], extra: list[str]) -> DictConfig:
+    """The OOD set's config: the ``data=<ood_name>`` option, with the run's values of the keys both
+    data configs have, then the ``data.*`` overrides that may change and the ``ood.*`` ones."""
+    shared = [o for o in overrides if key_of(o).startswith("data.") and may_change(key_of(o))]
+    typed = {key_of(o) for o in shared + extra}
+    ood_cfg = compose_config([f"data={ood_name}", *shared, *extra])
+    for key, value in run_cfg.data.items():
+        if key in ood_cfg.data and key not in OWN_DATA_KEYS and f"data.{key}" not in typed:
+            ood_cfg.data[key] = value
+    validate_config(ood_cfg)
+    return ood_cfg
 
 
 def _mean_nll(log_p: Optional[Tensor]) -> Optional[float]:
@@ -67,13 +88,10 @@ def _mean_nll(log_p: Optional[Tensor]) -> Optional[float]:
 
 
 def run_eval(argv: list[str]) -> Path:
-    overrides, ood_name, ood_overrides = split_argv(argv)
-    cfg, datamodule, model = load_model(overrides)
-    if cfg.ckpt_path is None:
-        raise FunnelrunError("funnelrun-eval needs ckpt_path=<run>/checkpoints/<file>.ckpt (a trained model)")
-    ood_cfg = compose_config(ood_overrides)
-    validate_config(ood_cfg)
-    ood_datamodule = build_data(ood_cfg)
+    overrides, ood_name, extra = split_argv(argv)
+    run = read_run(overrides, "funnelrun-eval")
+    cfg, datamodule, model = run.config, run.datamodule, run.model
+    ood_datamodule = build_data(ood_config(cfg, ood_name, overrides, extra))
     check_comparable(datamodule, ood_datamodule, ood_name)
     cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("gpu", "cuda", "auto")
     device = torch.device("cuda" if cuda else "cpu")
@@ -82,7 +100,9 @@ def run_eval(argv: list[str]) -> Path:
     scores: dict[str, Tensor] = {}
     metrics: dict[str, Any] = {}
     for split, dm in (("test", datamodule), ("ood", ood_datamodule)):
-        log_p, bound = split_log_likelihoods(model, dm, cfg.eval.is_samples, cfg.eval.is_chunk_size, device)
+        label = f"scoring the {'test split' if split == 'test' else f'OOD set ({ood_name})'}"
+        log_p, bound = split_log_likelihoods(model, dm, cfg.eval.is_samples, cfg.eval.is_chunk_size, device,
+                                             label=label, every_s=float(cfg.log_every_s))
         scores[split] = -log_p
         if bound is not None:
             scores[f"{split}_elbo"] = -bound
@@ -111,9 +131,9 @@ def run_eval(argv: list[str]) -> Path:
         exact=model.exact,
         is_samples=None if model.exact else cfg.eval.is_samples,
         ood_data=ood_name,
-        ckpt_path=str(cfg.ckpt_path),
+        ckpt_path=str(run.checkpoint),
     )
-    out = new_output_dir(cfg.ckpt_path, None, kind="eval")
+    out = new_output_dir(run.path, None, kind="eval")
     torch.save(scores, out / "scores.pt")
     write_json_atomic(out / EVAL_METRICS_FILE, metrics)
     kind = "exact" if model.exact else "ELBO, the paper's score; IS estimates: ood/*_is"

@@ -1,12 +1,13 @@
 """``funnelrun-sample``: draw samples from a trained model at one or more temperatures.
 
-    funnelrun-sample model=f_nsf data=four_circles ckpt_path=<run>/checkpoints/last.ckpt \\
-        sample.num_samples=5000 'sample.temperatures=[0.5,0.75,1.0]'
+    funnelrun-sample ckpt_path=<run> sample.num_samples=5000 'sample.temperatures=[0.5,0.75,1.0]'
 
-Takes the same overrides as ``funnelrun`` (they must match the run that wrote the checkpoint) and
-writes, into a new directory ``<checkpoint's run dir>/samples/<time>/`` (or ``sample.out_dir``),
-``samples_T<temperature>.pt`` (a tensor of shape (num_samples, *data_shape)) and, for 2-D data, a
-scatter plot per temperature. For images, ``samples_T<temperature>.png`` shows the first
+``ckpt_path`` is the run's directory (its best-by-validation checkpoint) or one of its checkpoint
+files; the model and data come from the run's ``config.yaml`` (:mod:`funnelrun.pipelines.followup`:
+only ``sample.*``, ``seed``, ``data.data_dir`` and the device may change). It writes, into a new
+directory ``<run>/samples/<date>_<time>/`` (or under ``sample.out_dir``), ``samples_T<temperature>.pt``
+(a tensor of shape (num_samples, *data_shape)) and, for 2-D data, a histogram of the samples per
+temperature. For images, ``samples_T<temperature>.png`` shows the first
 :data:`~funnelrun.evaluation.sample.GRID_IMAGES` samples as n-bit images, and
 ``sample.interpolations=<n>`` writes ``interpolations.png`` (and ``.pt``), n rows of latent
 interpolations (:func:`funnelrun.evaluation.sample.interpolations`); for bound models (VAEs, VFlow)
@@ -18,23 +19,23 @@ from pathlib import Path
 
 import torch
 
-from funnelrun.builder import load_model
 from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.image_grid import save_image_grid
 from funnelrun.evaluation.sample import GRID_IMAGES, INTERPOLATION_STEPS, interpolations, scatter_plot
+from funnelrun.pipelines.followup import read_run
 from funnelrun.pipelines.outputs import new_output_dir
 
 
 def run_sample(argv: list[str]) -> Path:
-    cfg, datamodule, model = load_model(argv)
-    if cfg.ckpt_path is None:
-        raise FunnelrunError("funnelrun-sample needs ckpt_path=<run>/checkpoints/<file>.ckpt (a trained model)")
+    run = read_run(argv, "funnelrun-sample")
+    cfg, datamodule, model = run.config, run.datamodule, run.model
+    torch.manual_seed(cfg.seed)
     if cfg.sample.interpolations < 0:
         raise FunnelrunError(
             f"sample.interpolations={cfg.sample.interpolations} must be at least 0 (pairs of test images)"
         )
     images = len(datamodule.data_shape) == 3
-    out = new_output_dir(cfg.ckpt_path, cfg.sample.out_dir)
+    out = new_output_dir(run.path, cfg.sample.out_dir)
     with torch.no_grad():
         for temperature in cfg.sample.temperatures:
             samples = model.sample(cfg.sample.num_samples, temperature=float(temperature))

@@ -28,7 +28,7 @@ from funnelrun.training.callbacks import StopSignal
 from funnelrun.training.module import DensityEstimator
 from funnelrun.training.run_dir import interrupted, prepare_run_dir
 from funnelrun.training.trainer import check_precision, make_trainer
-from funnelrun.validation import validate_config
+from funnelrun.validation import check_devices, validate_config
 
 
 def train(
@@ -42,6 +42,7 @@ def train(
     ``model`` and ``datamodule`` default to those ``cfg`` builds (:mod:`funnelrun.builder`); a
     pipeline that prepares the model first (e.g. log-det masking's stage 2) passes them in."""
     validate_config(cfg)
+    check_devices(cfg)
     ckpt_path = cfg.ckpt_path
     if ckpt_path is None and cfg.auto_resume and interrupted(run_dir):
         # a relaunch of a stopped job (SLURM requeue, or the same command again) continues it
@@ -105,7 +106,10 @@ def _fit_and_test(
     train_seconds = time.perf_counter() - start
 
     best = checkpointing.best_model_path or None
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    try:
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    except StopSignal as exc:  # Ctrl-C during the test: resuming goes on from the last checkpoint and tests
+        raise RunInterrupted(str(exc), trainer.global_step, run_dir / CHECKPOINT_DIR / "last.ckpt", run_dir) from exc
 
     best_val = checkpointing.best_model_score
     metrics = {
@@ -114,6 +118,8 @@ def _fit_and_test(
         "test/nll": module.results["test/nll"],
         "test/bpd": module.results["test/bpd"],
         "test/examples": module.results["test/examples"],
+        # the test split's size: more than test/examples when trainer.limit_test_batches cut it (debug=fast)
+        "test/split_examples": len(datamodule.test) if datamodule.test is not None else None,
         # a bound (exact false): test/nll is the importance-weighted estimate; null for exact models
         "test/nll_elbo": module.results.get("test/nll_elbo"),
         "is_samples": None if model.exact else cfg.eval.is_samples,
@@ -186,9 +192,13 @@ def summary_lines(metrics: dict[str, Any], run_dir: Path) -> list[str]:
     kind = "exact" if metrics["exact"] else (
         f"importance-weighted estimate ({metrics['is_samples']} samples), bound: {-metrics['test/nll_elbo']:.4f}"
     )
+    examples, split = metrics.get("test/examples"), metrics.get("test/split_examples")
+    part = ""
+    if examples is not None and split is not None and examples < split:
+        part = f"; over {examples:,} of the {split:,} test examples (trainer.limit_test_batches)"
     lines = [
         f"test log-likelihood: {-metrics['test/nll']:.4f} nats per example ({kind}; "
-        f"test/nll = {metrics['test/nll']:.4f})",
+        f"test/nll = {metrics['test/nll']:.4f}{part})",
     ]
     if metrics["test/bpd"] is not None:
         lines.append(f"test BPD: {metrics['test/bpd']:.4f}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 from pathlib import Path
@@ -27,17 +28,19 @@ class FiniteModelCheckpoint(ModelCheckpoint):
 
 
 class CheckpointOnInterrupt(Callback):
-    """On SIGTERM (Lightning stops at a step boundary) or Ctrl-C, save the current state to
+    """On SIGTERM (Lightning stops at a step boundary), save the current state to
     ``<dirpath>/last.ckpt`` so ``ckpt_path=last`` resumes exactly there. Unlike Lightning's
     OnExceptionCheckpoint it never deletes the file afterwards, and it does not save after other
-    errors (a failing run's state is not a "last good" one)."""
+    errors (a failing run's state is not a "last good" one), nor after a KeyboardInterrupt, which
+    can arrive in the middle of a step (a first Ctrl-C stops at a step boundary instead,
+    :class:`CheckpointOnSignal`)."""
 
     def __init__(self, dirpath: Path):
         super().__init__()
         self.path = Path(dirpath) / "last.ckpt"
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
+        if isinstance(exception, SIGTERMException):
             trainer.save_checkpoint(self.path)
 
 
@@ -56,11 +59,16 @@ class CheckpointOnSignal(Callback):
     (submitit's checkpoint-and-requeue) or, with none, stop the run as SIGTERM does. Either way a
     relaunch of the job resumes there (``auto_resume``).
 
+    Ctrl-C (SIGINT) does the same as SIGTERM: save at the next step boundary and stop (a second
+    Ctrl-C stops at once). During the test a Ctrl-C stops at once; resuming goes on from the last
+    checkpoint and tests.
+
     Under DDP the ranks agree on the flag (an all-reduce every ``ddp_check_every`` steps), so they
     save together wherever the signal arrived.
     """
 
-    def __init__(self, dirpath: Path, signums: tuple[int, ...] = (signal.SIGUSR1, signal.SIGUSR2),
+    def __init__(self, dirpath: Path,
+                 signums: tuple[int, ...] = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT),
                  ddp_check_every: int = 20):
         super().__init__()
         self.path = Path(dirpath) / "last.ckpt"
@@ -70,7 +78,23 @@ class CheckpointOnSignal(Callback):
         self._previous: dict[int, Any] = {}
 
     def _note(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT:
+            if self.received == signal.SIGINT:  # pressed twice: stop now, saving nothing more
+                os.write(2, b"\nCtrl-C again: quitting at once (the last checkpoint saved stays)\n")
+                raise KeyboardInterrupt
+            os.write(2, b"\nCtrl-C: saving a checkpoint at the end of this step (press again to quit at once)\n")
         self.received = signum
+
+    @staticmethod
+    def _stop_test(signum: int, frame: Any) -> None:
+        raise StopSignal(signum)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signal.SIGINT: signal.signal(signal.SIGINT, self._stop_test)}
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
@@ -101,6 +125,6 @@ class CheckpointOnSignal(Callback):
         signum = self.received if self.received is not None else self.signums[0]
         previous = self._previous.get(signum)
         self._restore()
-        if callable(previous):
+        if callable(previous) and signum != signal.SIGINT:  # Python's own SIGINT handler raises KeyboardInterrupt
             previous(signum, None)  # submitit: requeue this job, then exit
         raise StopSignal(signum)

@@ -49,6 +49,9 @@ def wandb_logger(
         id=wandb_run_id(Path(save_dir)),
         resume="allow",
     )
+    # Lightning passes anonymous=None, which wandb >= 0.19 answers with "The anonymous setting has no
+    # effect"; funnelrun never logs anonymously, so the key is left out
+    logger._wandb_init.pop("anonymous", None)
     return logger
 
 

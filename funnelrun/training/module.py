@@ -157,6 +157,12 @@ class DensityEstimator(pl.LightningModule):
     def _reduced_nll(self, total: Tensor) -> float:
         return (self._reduced_sum(total) / self._reduced_sum(self._count)).item()
 
+    def _log_reduced(self, name: str, value: float, prog_bar: bool = False) -> None:
+        """Log a value that is already reduced over ranks (the same on every rank). ``sync_dist`` with
+        ``max`` tells Lightning so without changing it (the max of equal values is that value, exactly;
+        a mean over ranks could round), and Lightning then does not warn that it is unsynchronised."""
+        self.log(name, value, prog_bar=prog_bar, sync_dist=True, reduce_fx="max")
+
     def _log_split(self, split: str, total: Optional[Tensor] = None) -> None:
         """Log the split's mean NLL from ``total`` (default: the one-sample sum) and its BPD."""
         # values are already reduced over ranks, so every rank logs the same number (and every
@@ -164,11 +170,11 @@ class DensityEstimator(pl.LightningModule):
         nll = self._reduced_nll(self._sum if total is None else total)
         self.results[f"{split}/nll"] = nll
         self.results[f"{split}/examples"] = int(self._reduced_sum(self._count).item())
-        self.log(f"{split}/nll", nll, prog_bar=True)
+        self._log_reduced(f"{split}/nll", nll, prog_bar=True)
         bpd = bits_per_dim(nll, self.model.data_dim, self.bits)
         self.results[f"{split}/bpd"] = bpd
         if bpd is not None:
-            self.log(f"{split}/bpd", bpd)
+            self._log_reduced(f"{split}/bpd", bpd)
 
     def on_validation_epoch_start(self) -> None:
         self._reset()
@@ -194,7 +200,7 @@ class DensityEstimator(pl.LightningModule):
             return
         elbo_nll = self._reduced_nll(self._sum)
         self.results["test/nll_elbo"] = elbo_nll
-        self.log("test/nll_elbo", elbo_nll)
+        self._log_reduced("test/nll_elbo", elbo_nll)
         self._log_split("test", self._is_sum)
 
     # -- resume: RNG state travels with the checkpoint --------------------------------------

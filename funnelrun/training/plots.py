@@ -57,19 +57,22 @@ def plot_density_2d(
     hist_range = [[extent[0], extent[1]], [extent[2], extent[3]]]
     dens = density_grid(log_prob, bounds, points_per_axis, device=device)
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     try:
-        for ax, pts, name in ((axes[0], data, "data"), (axes[2], samples, "samples")):
+        for ax, pts, name in ((axes[0], data, "data"), (axes[2], samples, "model samples")):
             pts = pts.detach().float().cpu().numpy()
-            ax.hist2d(pts[:, 0], pts[:, 1], bins=points_per_axis // 2, range=hist_range, cmap="viridis")
-            ax.set_title(name)
-        axes[1].imshow(dens.numpy(), origin="lower", extent=extent, aspect="auto", cmap="viridis")
+            *_, image = ax.hist2d(pts[:, 0], pts[:, 1], bins=max(points_per_axis // 2, 10), range=hist_range,
+                                  cmap="viridis")
+            fig.colorbar(image, ax=ax, label="examples per bin")
+            ax.set_title(f"{name} ({len(pts):,})")
+        image = axes[1].imshow(dens.numpy(), origin="lower", extent=extent, aspect="auto", cmap="viridis")
+        fig.colorbar(image, ax=axes[1], label="p(x)")
         axes[1].set_title("model density")
         for ax in axes:
             ax.set_xlim(extent[0], extent[1])
             ax.set_ylim(extent[2], extent[3])
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set_xlabel("$x_1$")
+            ax.set_ylabel("$x_2$")
         if title:
             fig.suptitle(title)
         fig.tight_layout()

@@ -36,9 +36,14 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig, resume_here: bool) -> None:
         print(f"restarting the run in {run_dir}: it stopped before its first checkpoint", flush=True)
         return
     if holds_run(run_dir):
+        if (run_dir / METRICS_FILE).exists():  # finished: resuming it would rewrite its results
+            how = (f"to train that run further, continue from its checkpoint in a new directory: "
+                   f"ckpt_path={run_dir / CHECKPOINT_DIR / 'last.ckpt'} trainer.max_steps=<more steps>")
+        else:
+            how = "or resume that (unfinished) run with ckpt_path=last"
         raise FunnelrunError(
             f"{run_dir} already holds a run; funnelrun never writes into an earlier run's directory. "
-            "Leave hydra.run.dir unset for a fresh directory, or resume that run with ckpt_path=last"
+            f"Leave hydra.run.dir unset for a fresh directory, {how}"
         )
     write_atomic(run_dir / CONFIG_FILE, config_text)
 

@@ -2,7 +2,6 @@
 the precision rule (fp32 unless a model declares reduced precision safe, DESIGN.md)."""
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from funnelrun.errors import FunnelrunError
 from funnelrun.models.flow import Flow
 from funnelrun.run_files import CHECKPOINT_DIR
 from funnelrun.training.callbacks import CheckpointOnInterrupt, CheckpointOnSignal, FiniteModelCheckpoint
+from funnelrun.training.progress import progress_callbacks, quiet_lightning
 
 # Our DataModule resumes mid-epoch exactly (its state_dict carries the global step, and the
 # batch of each step is a function of (seed, step)), which Lightning cannot see from the loader.
@@ -41,8 +41,8 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(kwargs, dict)
     # the DataModule shards by rank itself, without DistributedSampler's padding (see data/base.py)
     kwargs["use_distributed_sampler"] = False
-    if kwargs["enable_progress_bar"] is None:
-        kwargs["enable_progress_bar"] = sys.stderr.isatty()
+    # funnelrun prints its own one-line summary of the model (the progress callbacks)
+    kwargs["enable_model_summary"] = False
     for key in ("limit_val_batches", "limit_test_batches"):
         if kwargs[key] is None:
             del kwargs[key]
@@ -66,9 +66,14 @@ def make_trainer(cfg: DictConfig, run_dir: Path, logger: Logger) -> tuple[pl.Tra
         save_top_k=1,
         save_last=True,
     )
+    quiet_lightning()
+    kwargs = trainer_kwargs(cfg)
+    progress, kwargs["enable_progress_bar"] = progress_callbacks(
+        float(cfg.get("log_every_s", 30.0)), kwargs["enable_progress_bar"], name=str(cfg.get("name", ""))
+    )
     trainer = pl.Trainer(
-        **trainer_kwargs(cfg),
-        callbacks=[checkpointing, CheckpointOnInterrupt(checkpoints), CheckpointOnSignal(checkpoints)],
+        **kwargs,
+        callbacks=[checkpointing, CheckpointOnInterrupt(checkpoints), CheckpointOnSignal(checkpoints), *progress],
         logger=logger,
         default_root_dir=str(run_dir),
     )

@@ -95,7 +95,7 @@ def test_config_mistake_while_resuming(run_cli, earlier, overrides, fragments):
 def test_starting_a_new_run_in_an_earlier_runs_directory(run_cli, earlier):
     before = _snapshot(earlier)
     result = run_cli(earlier, *TINY)
-    _assert_clear_failure(result, ["already holds a run", "ckpt_path=last"], earlier, before)
+    _assert_clear_failure(result, ["already holds a run", "in a new directory", "trainer.max_steps="], earlier, before)
 
 
 def test_checkpoint_of_another_model(run_cli, earlier, tmp_path):

@@ -20,7 +20,8 @@ from funnelrun.data.cifar import load_cifar10
 from funnelrun.data.digits import load_digits
 from funnelrun.data.idx import load_idx, read_idx_images
 from funnelrun.data.imagenet import load_imagenet
-from funnelrun.data.images import ImageDataModule, carve_validation
+from funnelrun.data.images import EvalImages, ImageDataModule, NBitImages, QuantizedBatch, validation_rows
+from funnelrun.data.synthetic import write_cifar10, write_imagenet
 from funnelrun.errors import FunnelrunError
 from funnelrun.transforms.preprocess import Centre, Logit, Rescale
 
@@ -44,8 +45,8 @@ def _numbered(n: int, shape: tuple[int, ...], start: int = 0) -> np.ndarray:
     return x.reshape(n, *shape)
 
 
-def _ids(images: np.ndarray | torch.Tensor) -> set[int]:
-    flat = np.asarray(images).reshape(len(images), -1).astype(int)
+def _ids(images: np.ndarray | torch.Tensor | NBitImages) -> set[int]:
+    flat = (images.numpy() if isinstance(images, NBitImages) else np.asarray(images)).reshape(len(images), -1).astype(int)
     return set((flat[:, 0] * 256 + flat[:, 1]).tolist())
 
 
@@ -62,23 +63,6 @@ def _write_idx(root: Path, folder: str, train: np.ndarray, test: np.ndarray, gz:
             _file(root, rel + ".gz").write_bytes(gzip.compress(data))
         else:
             _file(root, rel).write_bytes(data)
-
-
-def _write_cifar(root: Path, train: np.ndarray, test: np.ndarray) -> None:
-    """Five training batches and a test batch, dicts with bytes keys as the Python 2 originals."""
-    for k, part in enumerate(np.array_split(train, 5), start=1):
-        batch = {b"batch_label": b"training batch", b"labels": [0] * len(part), b"data": part.reshape(len(part), -1)}
-        _file(root, f"cifar-10-batches-py/data_batch_{k}").write_bytes(pickle.dumps(batch, protocol=2))
-    entry = {b"labels": [0] * len(test), b"data": test.reshape(len(test), -1)}
-    _file(root, "cifar-10-batches-py/test_batch").write_bytes(pickle.dumps(entry, protocol=2))
-
-
-def _write_imagenet(root: Path, size: int, train: np.ndarray, test: np.ndarray) -> None:
-    for k, part in enumerate(np.array_split(train, 10), start=1):
-        np.savez(_file(root, f"imagenet{size}/train_data_batch_{k}.npz"), data=part.reshape(len(part), -1),
-                 labels=np.ones(len(part), dtype=np.int64), mean=np.zeros(3 * size * size))
-    np.savez(_file(root, f"imagenet{size}/val_data.npz"), data=test.reshape(len(test), -1),
-             labels=np.ones(len(test), dtype=np.int64))
 
 
 # -- readers --------------------------------------------------------------------------------------
@@ -112,7 +96,7 @@ def test_idx_corrupt_files_are_named(tmp_path: Path, damage, message: str) -> No
 
 def test_cifar_batches_in_chw_order(tmp_path: Path) -> None:
     train, test = _numbered(20, (3, 32, 32)), _numbered(6, (3, 32, 32), start=500)
-    _write_cifar(tmp_path, train, test)
+    write_cifar10(tmp_path, train, test)
     splits = load_cifar10(tmp_path)
     assert np.array_equal(splits.train, train) and np.array_equal(splits.test, test)
     # CHW: the row's first 1024 values are the red plane
@@ -121,7 +105,7 @@ def test_cifar_batches_in_chw_order(tmp_path: Path) -> None:
 
 
 def test_cifar_corrupt_and_misshapen_batches(tmp_path: Path) -> None:
-    _write_cifar(tmp_path, _numbered(20, (3, 32, 32)), _numbered(6, (3, 32, 32)))
+    write_cifar10(tmp_path, _numbered(20, (3, 32, 32)), _numbered(6, (3, 32, 32)))
     path = tmp_path / "cifar-10-batches-py/data_batch_3"
     path.write_bytes(path.read_bytes()[:500])
     with pytest.raises(FunnelrunError, match=r"cannot read .*data_batch_3: not a CIFAR-10 pickle batch"):
@@ -133,18 +117,18 @@ def test_cifar_corrupt_and_misshapen_batches(tmp_path: Path) -> None:
 
 def test_imagenet_npz(tmp_path: Path) -> None:
     train, test = _numbered(30, (3, 32, 32)), _numbered(5, (3, 32, 32), start=300)
-    _write_imagenet(tmp_path, 32, train, test)
+    write_imagenet(tmp_path, 32, train, test)
     splits = load_imagenet(32, tmp_path)
     assert np.array_equal(splits.train, train) and np.array_equal(splits.test, test)
 
 
 def test_imagenet_corrupt_and_wrong_size(tmp_path: Path) -> None:
-    _write_imagenet(tmp_path, 32, _numbered(30, (3, 32, 32)), _numbered(5, (3, 32, 32)))
+    write_imagenet(tmp_path, 32, _numbered(30, (3, 32, 32)), _numbered(5, (3, 32, 32)))
     path = tmp_path / "imagenet32/train_data_batch_7.npz"
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(FunnelrunError, match=r"cannot read .*train_data_batch_7.npz: not a readable npz"):
         load_imagenet(32, tmp_path)
-    _write_imagenet(tmp_path, 64, _numbered(30, (3, 32, 32)), _numbered(5, (3, 32, 32)))  # 32x32 rows
+    write_imagenet(tmp_path, 64, _numbered(30, (3, 32, 32)), _numbered(5, (3, 32, 32)))  # 32x32 rows
     wrong_size = r"train_data_batch_1.npz: 'data': expected .*\(N, 12288\), got uint8 .*\(3, 3072\)"
     with pytest.raises(FunnelrunError, match=wrong_size):
         load_imagenet(64, tmp_path)
@@ -199,13 +183,13 @@ def test_digits_split_and_levels() -> None:
     assert np.array_equal(load_digits().test, splits.test)  # fixed, whatever the seed
     four_bits = ImageDataModule("digits", bits=4, val_size=200)
     assert set(np.unique(four_bits.train_data.numpy())) <= set(range(16))
-    assert np.array_equal(np.sort(np.unique(four_bits.test_data)), np.arange(16))  # v = 15 and v = 16 share 15
+    assert np.array_equal(np.sort(np.unique(four_bits.test_data.numpy())), np.arange(16))  # v = 15 and v = 16 share 15
 
 
 # -- the DataModule -------------------------------------------------------------------------------
 @pytest.fixture
 def cifar_dir(tmp_path: Path) -> Path:
-    _write_cifar(tmp_path, _numbered(60, (3, 32, 32)), _numbered(12, (3, 32, 32), start=1000))
+    write_cifar10(tmp_path, _numbered(60, (3, 32, 32)), _numbered(12, (3, 32, 32), start=1000))
     return tmp_path
 
 
@@ -221,16 +205,17 @@ def test_splits_disjoint_validation_carved_from_train(cifar_dir: Path) -> None:
     assert not (train & val) and not (train & test) and not (val & test)
     assert train | val == set(range(60)) and test == set(range(1000, 1012))
     other = _module(cifar_dir, seed=99)
-    assert torch.equal(other.val_data, dm.val_data)  # the split never depends on data.seed
+    assert np.array_equal(other.val_data.numpy(), dm.val_data.numpy())  # the split never depends on data.seed
     with pytest.raises(FunnelrunError, match="data.val_size=60: cifar10 has 60 training images"):
         _module(cifar_dir, val_size=60)
     with pytest.raises(FunnelrunError, match="no official validation split"):
         _module(cifar_dir, val_size=None)
 
 
-def test_carve_validation_keeps_file_order() -> None:
-    train, val = carve_validation(np.arange(100), 30, "x")
+def test_validation_rows_keep_file_order() -> None:
+    train, val = validation_rows(100, 30, "x")
     assert np.all(np.diff(train) > 0) and np.all(np.diff(val) > 0) and len(train) == 70
+    assert sorted({*train, *val}) == list(range(100))
 
 
 @pytest.mark.parametrize("bits", [5, 8])
@@ -243,16 +228,21 @@ def test_n_bit_reduction_and_dequantization_range(cifar_dir: Path, bits: int) ->
     assert batch.dtype == torch.float32 and batch.shape == (5, 3, 32, 32)
     assert torch.equal(batch.floor(), dm.test_data[:5].float())  # x_n + u with u in [0, 1)
     assert 0 <= batch.min() and batch.max() < 2**bits
-    train_batch = next(iter(dm.train_dataloader()))
-    assert train_batch.shape == (8, 3, 32, 32) and 0 <= train_batch.min() and train_batch.max() < 2**bits
+    quantized = next(iter(dm.train_dataloader()))
+    assert isinstance(quantized, QuantizedBatch) and quantized.images.dtype == torch.uint8
+    train_batch = dm.dequantize_training_batch(quantized)
+    assert train_batch.dtype == torch.float32 and train_batch.shape == (8, 3, 32, 32)
+    assert torch.equal(train_batch.floor(), quantized.images.float()) and train_batch.max() < 2**bits
 
 
 def test_top_level_stays_below_the_next_integer() -> None:
-    from funnelrun.data.images import DequantizedImages
+    from funnelrun.data.images import dequantize
 
-    images = DequantizedImages(torch.full((200, 1, 64, 64), 255, dtype=torch.uint8), seed=0)
+    images = EvalImages(NBitImages(np.full((200, 1, 64, 64), 255, dtype=np.uint8), bits=8))
     values = torch.stack([images[i] for i in range(200)])
     assert values.max() < 256 and values.min() >= 255
+    just_below_one = torch.full((4,), 1 - 2**-24)  # float32 255 + u rounds to 256 here
+    assert float(255 + just_below_one[0]) == 256 and dequantize(torch.full((4,), 255), just_below_one).max() < 256
 
 
 def test_eval_noise_fixed_by_index_over_runs_seeds_and_ranks(cifar_dir: Path) -> None:
@@ -265,17 +255,70 @@ def test_eval_noise_fixed_by_index_over_runs_seeds_and_ranks(cifar_dir: Path) ->
         assert torch.equal(torch.stack([shard[i] for i in range(len(shard))]), first[rank::2])
 
 
+def _training_batches(dm: ImageDataModule, n: int) -> list[torch.Tensor]:
+    loader = dm.train_dataloader()
+    batches = (b for _ in range(n) for b in loader)  # several epochs
+    return [dm.dequantize_training_batch(b) for _, b in zip(range(n), batches)]
+
+
 def test_training_noise_fresh_per_step_and_reproduced_on_resume(cifar_dir: Path) -> None:
     dm = _module(cifar_dir, batch_size=25)  # 50 training images: 2 steps per epoch
-    step0, step1 = dm.train[(0, 7)], dm.train[(1, 7)]
-    assert torch.equal(step0.floor(), step1.floor()) and not torch.equal(step0, step1)
-    assert torch.equal(dm.train[(0, 7)], step0)
-    assert not torch.equal(_module(cifar_dir, seed=4).train[(0, 7)], step0)
-    loader = dm.train_dataloader()
-    batches = [b for _, b in zip(range(4), (b for _ in range(2) for b in loader))]
+    batches = _training_batches(dm, 4)
+    # epochs 0 (steps 0, 1) and 1 (steps 2, 3) each hold every training image once, with other noise
+    assert _ids(torch.cat(batches[:2]).floor()) == _ids(torch.cat(batches[2:]).floor()) == _ids(dm.train_data)
+    assert not torch.equal(batches[0], batches[2])
+    assert all(torch.equal(a, b) for a, b in zip(_training_batches(_module(cifar_dir, batch_size=25), 4), batches))
+    assert not torch.equal(_training_batches(_module(cifar_dir, batch_size=25, seed=4), 1)[0], batches[0])
     resumed = _module(cifar_dir, batch_size=25)
     resumed.load_state_dict({"global_step": 3})
-    assert torch.equal(next(iter(resumed.train_dataloader())), batches[3])
+    assert torch.equal(resumed.dequantize_training_batch(next(iter(resumed.train_dataloader()))), batches[3])
+
+
+def test_training_noise_is_the_same_on_any_number_of_ranks(cifar_dir: Path, monkeypatch) -> None:
+    """Each of 2 ranks takes its half of the global batch, images and noise: the two halves are the
+    single process's batch."""
+    whole = _training_batches(_module(cifar_dir, batch_size=24), 3)
+    halves = []
+    for rank in range(2):
+        dm = _module(cifar_dir, batch_size=24)
+        monkeypatch.setattr(dm, "_rank_and_world", lambda rank=rank: (rank, 2))
+        halves.append(_training_batches(dm, 3))
+    for step in range(3):
+        assert torch.equal(torch.cat([halves[0][step], halves[1][step]]), whole[step])
+
+
+def test_batches_do_not_depend_on_the_number_of_workers(cifar_dir: Path) -> None:
+    reference = _training_batches(_module(cifar_dir, batch_size=10), 7)
+    with_workers = _training_batches(_module(cifar_dir, batch_size=10, num_workers=2), 7)
+    assert all(torch.equal(a, b) for a, b in zip(with_workers, reference))
+    evals = [torch.cat(list(_module(cifar_dir, num_workers=k).test_dataloader())) for k in (0, 2)]
+    assert torch.equal(*evals)
+
+
+def test_a_quantized_batch_is_no_tensor_a_model_could_train_on(cifar_dir: Path) -> None:
+    """Handed to a model without the data module's hook, a training batch fails loudly."""
+    from funnelrun.models.flow import Flow
+
+    dm = _module(cifar_dir)
+    model = Flow(dm.preprocessing(), dm.data_shape)
+    batch = next(iter(dm.train_dataloader()))
+    with pytest.raises((TypeError, AttributeError)):
+        model.log_prob(batch)
+    moved = batch.to("cpu")
+    assert isinstance(moved, QuantizedBatch) and moved.step == batch.step and torch.equal(moved.images, batch.images)
+
+
+def test_mapped_images_pickle_as_their_file_not_a_copy(tmp_path: Path) -> None:
+    import pickle
+
+    array = _numbered(400, (3, 4, 4))
+    np.save(tmp_path / "x.npy", array)
+    images = NBitImages(np.load(tmp_path / "x.npy", mmap_mode="r"), bits=5, rows=np.arange(3, 40, 2))
+    data = pickle.dumps(images)
+    assert len(data) < 2000  # the 19,200 bytes of images are not in it
+    again = pickle.loads(data)
+    assert isinstance(again.array, np.memmap) and np.array_equal(again.numpy(), images.numpy())
+    assert np.array_equal(images.numpy(), array[3:40:2] >> 3)
 
 
 def test_preprocessing_layers(cifar_dir: Path) -> None:
@@ -353,6 +396,51 @@ def test_training_and_test_bpd_through_the_module(tmp_path: Path) -> None:
     expected = -log_p.mean().item() / (64 * math.log(2))
     assert module.results["test/bpd"] == pytest.approx(expected, rel=1e-6)
     assert 0 < module.results["test/bpd"] < 8
+
+
+TINY_IMAGE_NSF = ["model=nsf", "model.image.levels=1", "model.image.steps_per_level=1", "model.image.hidden_channels=4",
+                  "model.image.num_res_blocks=1"]
+
+
+def _fit_cifar(data_dir: Path, root: Path, seed: int = 0, stop_at: int | None = None, ckpt: str | None = None):
+    """8 steps (an epoch is 5) of a tiny multi-scale NSF on the cached CIFAR files; ``stop_at``: stop
+    there, keeping the checkpoint of that step."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+    from funnelrun.builder import build_data, build_model
+    from funnelrun.config import compose_config
+    from funnelrun.training.module import DensityEstimator
+
+    class StopAt(Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            trainer.should_stop = trainer.global_step == stop_at
+
+    cfg = compose_config(["data=cifar10_5bit", f"data.data_dir={data_dir}", "data.val_size=10", "data.batch_size=10",
+                          f"data.seed={seed}", *TINY_IMAGE_NSF])
+    dm = build_data(cfg)
+    torch.manual_seed(0)
+    module = DensityEstimator(build_model(cfg, dm), lr=1e-2, bits=dm.bits)
+    callbacks = [StopAt(), ModelCheckpoint(dirpath=root, every_n_train_steps=stop_at, save_top_k=-1)] if stop_at else []
+    trainer = pl.Trainer(max_steps=8, limit_val_batches=0, logger=False, enable_checkpointing=bool(stop_at),
+                         callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=root, use_distributed_sampler=False)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+    assert trainer.global_step == (stop_at or 8)
+    return module.model.state_dict()
+
+
+def test_resumed_image_training_ends_where_the_uninterrupted_run_ends(cifar_dir: Path, tmp_path: Path) -> None:
+    """Cached images, uint8 batches, noise drawn after the transfer (the data module's hook), through
+    Lightning: stopped at step 3 and resumed from its checkpoint, the weights after step 8 are exactly
+    those of the uninterrupted run (and another data seed changes them)."""
+    whole = _fit_cifar(cifar_dir, tmp_path / "whole")
+    _fit_cifar(cifar_dir, tmp_path / "part", stop_at=3)
+    (ckpt,) = (tmp_path / "part").glob("*step=3*.ckpt")
+    resumed = _fit_cifar(cifar_dir, tmp_path / "resumed", ckpt=str(ckpt))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    other_seed = _fit_cifar(cifar_dir, tmp_path / "other", seed=1)
+    assert not all(torch.equal(whole[k], other_seed[k]) for k in whole)
 
 
 # -- configs --------------------------------------------------------------------------------------

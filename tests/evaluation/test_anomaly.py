@@ -9,12 +9,13 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+import funnelrun
 from funnelrun.builder import load_model
 from funnelrun.cli import eval_main as main
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.anomaly import auroc, check_comparable
-from funnelrun.pipelines.anomaly import split_argv
+from funnelrun.pipelines.anomaly import ood_config, split_argv
 
 from conftest import TINY
 
@@ -50,9 +51,18 @@ def test_auroc_refuses_nan_scores():
 def test_ood_option_replaces_the_data_option_and_takes_its_own_overrides():
     overrides, name, ood = split_argv(["data=mnist", "data.bits=5", "ood_data=fashion_mnist", "ood.data_dir=/x", "seed=1"])
     assert overrides == ["data=mnist", "data.bits=5", "seed=1"] and name == "fashion_mnist"
-    assert ood == ["data.bits=5", "seed=1", "data=fashion_mnist", "data.data_dir=/x"]
+    assert ood == ["data.data_dir=/x"]
     with pytest.raises(FunnelrunError, match="ood_data"):
         split_argv(["data=mnist"])
+
+
+def test_ood_set_reads_with_the_runs_data_settings():
+    """The OOD option takes the run's values of the keys both data configs have (bits, data_dir,
+    batch sizes), then the data.* overrides that may change (both sets), then ood.* (OOD only)."""
+    run_cfg = funnelrun.compose(["data=mnist", "data.bits=5", "data.data_dir=/runs/data", "data.eval_batch_size=64"])
+    ood = ood_config(run_cfg, "fashion_mnist", ["data.num_workers=2"], ["data.data_dir=/other"])
+    assert (ood.data.name, ood.data.bits, ood.data.eval_batch_size) == ("fashion_mnist", 5, 64)
+    assert ood.data.data_dir == "/other" and ood.data.num_workers == 2
 
 
 class _Fake(FunnelDataModule):
@@ -71,7 +81,7 @@ def test_ood_set_must_have_the_model_shape_and_bits():
 
 
 def _eval_dirs(run_dir):
-    return sorted((run_dir / "eval").glob("*/*"))
+    return sorted((run_dir / "eval").glob("*"))
 
 
 def test_exact_model_scores_both_test_splits(run_cli, tmp_path, capsys):

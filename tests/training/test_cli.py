@@ -72,7 +72,10 @@ def test_never_writes_into_an_earlier_run(run_cli, tmp_path):
     before = (run_dir / "metrics.json").read_bytes()
     again = run_cli(run_dir, *TINY, "seed=1")
     assert again.code != 0
-    assert "already holds a run" in again.err and "ckpt_path=last" in again.err
+    assert "already holds a run" in again.err
+    # the run finished: the hint continues it in a new directory, never ckpt_path=last (which resumes in place)
+    assert "ckpt_path=last" not in again.err
+    assert f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'} trainer.max_steps=" in again.err
     assert (run_dir / "metrics.json").read_bytes() == before
 
 
@@ -119,3 +122,34 @@ def test_compiled_training_reports_compile_time(run_cli, tmp_path):
     result = run_cli(tmp_path / "run", *TINY_NSF, "model=nsf", "compile=true")
     assert result.code == 0, result.err
     assert result.metrics["compile_seconds"] > 0 and math.isfinite(result.metrics["test/nll"])
+
+
+def test_a_checkpoint_of_other_settings_names_only_the_keys_that_differ(run_cli, tmp_path):
+    assert run_cli(tmp_path / "a", *TINY).code == 0
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    other = run_cli(tmp_path / "b", *TINY, "model.hidden_features=17", f"ckpt_path={ckpt}")
+    assert other.code == 2
+    (line,) = [line for line in other.err.splitlines() if "checkpoint has" in line]
+    assert line.strip() == "model.hidden_features: checkpoint has 16, this run has 17"
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_groups_keys_and_the_other_tools_without_hydras_internals(capsys, monkeypatch, flag):
+    import sys
+
+    from funnelrun.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["funnelrun", flag, "model=nsf"])
+    main()
+    out = capsys.readouterr().out
+    assert "usage: funnelrun" in out and "hydra/launcher  local, slurm" in out and "schema/" not in out
+    assert "funnelrun-eval ckpt_path=<run>" in out and "log_every_s" in out
+    assert "_target_: funnelrun.models.nsf.build_nsf" in out  # the config with the overrides given
+
+
+def test_debug_fast_says_its_test_covers_part_of_the_split(run_cli, tmp_path):
+    result = run_cli(tmp_path / "run", *TINY, "debug=fast", "trainer.max_steps=4", "data.eval_batch_size=100")
+    assert result.code == 0, result.err
+    m = result.metrics
+    assert (m["test/examples"], m["test/split_examples"]) == (200, 300)
+    assert "over 200 of the 300 test examples (trainer.limit_test_batches)" in result.out
