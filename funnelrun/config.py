@@ -95,8 +95,9 @@ class ImageDataConfig:
     num_workers: int = 0
     #: training images held out for validation (a fixed subset); null: the set's official split (CelebA)
     val_size: Optional[int] = 5000
+    #: logit: logit(alpha + (1 - 2 alpha) x) (NSF/RealNVP code); logit_realnvp: logit(alpha + (1 - alpha) x)
+    #: (RealNVP §4.1's formula, Das et al. §4); centre: x - 1/2 (Glow; the funnels paper's image models)
     preprocessing: Preprocessing = Preprocessing.logit
-    #: logit(alpha + (1 - 2 alpha) x) (RealNVP, Glow: 0.05)
     logit_alpha: float = 0.05
     #: fetch missing files with torchvision's downloaders (only when torchvision is installed)
     download: bool = False
@@ -124,6 +125,9 @@ class NSFConfig:
     batch_norm: bool = False
     linear: LinearKind = LinearKind.lu
     latent_dim: Optional[int] = None
+    #: spline couplings: also an elementwise spline on the identity features of each coupling (NSF's
+    #: UCI ``apply_unconditional_transform``, on in the funnels authors' uci.py: the Table 1 files)
+    unconditional_transform: bool = False
     #: images (C, H, W) only, where the vector fields above are ignored but latent_dim (and transform:
     #: affine); defaults: funnels paper Table 7, CIFAR-10 5-bit (funnelrun/models/image_flows.py)
     image: ImageFlowConfig = field(default_factory=ImageFlowConfig)
@@ -198,6 +202,11 @@ class FMLPConfig:
     num_bins: int = 10
     tail_bound: float = 2.0
     conditional_hidden_features: int = 128
+    #: one set of spline knots for every feature of an activation (the funnels authors' image F-MLP,
+    #: Table 8's count) instead of knots per feature
+    shared_spline: bool = False
+    #: a spline activation after the last layer too (false: only between layers, as the authors' code)
+    last_activation: bool = True
 
 
 @dataclass

@@ -41,6 +41,17 @@ class FunnelKind(str, Enum):
     maxpool = "maxpool"
 
 
+class FunnelLayout(str, Enum):
+    """Where an image F-NSF puts its funnels. ``first_step`` (funnels paper A.8, Table 2): the first
+    NSF step, the funnels back to back, then the rest of the multi-scale NSF. ``interleaved`` (A.9,
+    Table 4; the authors' ``funnel_conv_deeper``): per funnel one NSF step, ActNorm and the funnel,
+    then ``steps_per_level`` NSF steps; each run of steps works on the squeezed image where it can be
+    squeezed and unsqueezes after, so the funnels see the data's channels ("no squeezing")."""
+
+    first_step = "first_step"
+    interleaved = "interleaved"
+
+
 @dataclass
 class ImageFlowConfig:
     """Settings of the image architectures; defaults are Table 7's CIFAR-10 5-bit column (A.8)."""
@@ -61,6 +72,8 @@ class ImageFlowConfig:
     funnel: FunnelKind = FunnelKind.conv
     #: units of each of the 3 ReLU layers of the conv funnel's p_phi (A.8: 128)
     conditional_hidden_features: int = 128
+    #: F-NSF / F-Glow: where the funnels go (first_step: A.8; interleaved: A.9, the MNIST models)
+    funnel_layout: FunnelLayout = FunnelLayout.first_step
 
 
 @dataclass
@@ -98,4 +111,6 @@ class Preprocessing(str, Enum):
     """``data.preprocessing``: what follows the rescaling to [0, 1)."""
 
     logit = "logit"
+    #: logit(alpha + (1 - alpha) x): RealNVP §4.1's formula, Das et al. 2019 §4 (log-det masking)
+    logit_realnvp = "logit_realnvp"
     centre = "centre"

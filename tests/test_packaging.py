@@ -21,6 +21,7 @@ def test_wheel_ships_configs_and_runs_from_another_directory(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
     ).stdout
     assert str(site) in out.splitlines()[0]  # the installed copy, not the checkout
+    assert (site / "funnelrun" / "evaluation" / "paper_results.yaml").is_file()  # funnelrun-report --paper
     model_line = next(line for line in out.splitlines() if line.startswith("  model "))
     assert {"f_nsf", "nsf"} <= set(model_line.removeprefix("  model ").strip().split(", "))
     assert "hydra/launcher  local, slurm" in out  # the launcher options shipped in conf/hydra/launcher/

@@ -340,5 +340,9 @@ class ImageDataModule(FunnelDataModule):
 
     def preprocessing(self) -> list[Transform]:
         """[Rescale(bits), Logit(logit_alpha)] or [Rescale(bits), Centre()]: see the module docstring for BPD."""
-        second = Logit(self.logit_alpha) if self.preprocessing_kind is Preprocessing.logit else Centre()
+        second = {
+            Preprocessing.logit: lambda: Logit(self.logit_alpha),
+            Preprocessing.logit_realnvp: lambda: Logit(self.logit_alpha, symmetric=False),
+            Preprocessing.centre: Centre,
+        }[self.preprocessing_kind]()
         return [Rescale(self.bits), second]

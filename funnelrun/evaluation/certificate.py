@@ -2,7 +2,8 @@
 
 Walks the model's layers on real test data and reports, as the last line of output, one JSON object:
 ``roundtrip_max_abs_err`` (bijections: inverse(forward(x)) vs x; funnels: their kept-part map and
-the right-inverse condition forward(inverse(z)) == z, funnels paper A.1; on images the convolutional
+the right-inverse condition forward(inverse(z)) == z, funnels paper A.1; a coupling funnel's coupling
+over all features and its right inverse; on images the convolutional
 funnel's per-tile kept map x_+ -> J x_+ + W' x_- + b and its right inverse, and the max-pool
 surjection's right inverse), ``logdet_max_abs_err``
 (reported log-dets against the autograd Jacobian on every bijective part) and ``density_integral``
@@ -21,6 +22,7 @@ from funnelrun.distributions.conditional import ConditionalFlow
 from funnelrun.evaluation.exactness import density_integral_2d, logdet_max_abs_err, roundtrip_max_abs_err
 from funnelrun.models.flow import Flow
 from funnelrun.surjections.conv_funnel import ConvFunnel
+from funnelrun.surjections.coupling_funnel import CouplingFunnel
 from funnelrun.surjections.funnel import Funnel
 from funnelrun.surjections.maxpool import MaxPool
 from funnelrun.transforms.base import Transform
@@ -62,6 +64,18 @@ def _check_funnel(layer: Funnel, h: Tensor, errs: Errors) -> None:
     _check_right_inverse(layer, h, errs)
 
 
+def _check_coupling_funnel(layer: CouplingFunnel, h: Tensor, errs: Errors) -> None:
+    """The coupling over all D features (round trip, log-det by autograd), p_phi's flow on the
+    dropped outputs given z, and the right inverse of the whole layer."""
+    _check_bijection(layer.coupling, h, None, errs)
+    if isinstance(layer.conditional, ConditionalFlow):
+        with torch.no_grad():
+            y, _ = layer.coupling(h)
+        z, y_dropped = y.index_select(1, layer.coupling.transform_idx), y.index_select(1, layer.coupling.identity_idx)
+        _check_bijection(layer.conditional.transform, y_dropped, z, errs)
+    _check_right_inverse(layer, h, errs)
+
+
 def _check_conv_funnel(layer: ConvFunnel, h: Tensor, errs: Errors) -> None:
     """The kept map per tile (rows x_+ with context x_-: round trip, log|det J| by autograd) and the
     right inverse of the whole layer."""
@@ -82,6 +96,8 @@ def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> 
             _check_bijection(layer, h, None, errs)
         elif isinstance(layer, Funnel):
             _check_funnel(layer, h, errs)
+        elif isinstance(layer, CouplingFunnel):
+            _check_coupling_funnel(layer, h, errs)
         elif isinstance(layer, ConvFunnel):
             _check_conv_funnel(layer, h, errs)
         elif isinstance(layer, MaxPool):

@@ -15,6 +15,11 @@ where a layer whose output width equals its input width is a preserving layer (f
 data with L = 1 the middle width is 2). ``latent_dim = D`` is allowed: no funnel, an MLP flow with
 spline activations, a bijection. ``widths`` replaces the schedule by any non-increasing list of
 output widths ending at ``latent_dim``.
+
+``shared_spline`` gives each activation one set of knots for all its features, and
+``last_activation=False`` leaves the activation out after the last layer: both as in the funnels
+authors' image F-MLP (``experiments/image_generation.py``, ``funnelMLP``), whose parameter count is
+Table 8's (see ``conf/experiment/table4/mnist_f_mlp_*.yaml``).
 """
 from __future__ import annotations
 
@@ -62,8 +67,10 @@ def f_mlp_layer(
     num_bins: int,
     tail_bound: float,
     conditional_hidden_features: int,
+    shared_spline: bool = False,
+    activation: bool = True,
 ) -> list[Transform]:
-    """Permutation -> weight layer (FunnelMLP, or LULinear when the width is kept) -> RQ spline."""
+    """Permutation -> weight layer (FunnelMLP, or LULinear when the width is kept) -> [RQ spline]."""
     if out_features == in_features:
         weight: Transform = LULinear(in_features)
     else:
@@ -72,11 +79,10 @@ def f_mlp_layer(
             dropped, context_features=out_features, hidden_features=conditional_hidden_features
         )
         weight = FunnelMLP(in_features, out_features, p_dropped)
-    return [
-        RandomPermutation(in_features, seed=seed),
-        weight,
-        RQSpline(out_features, num_bins=num_bins, tail_bound=tail_bound),
-    ]
+    layers = [RandomPermutation(in_features, seed=seed), weight]
+    if activation:
+        layers.append(RQSpline(out_features, num_bins=num_bins, tail_bound=tail_bound, shared=shared_spline))
+    return layers
 
 
 def build_f_mlp(
@@ -87,16 +93,19 @@ def build_f_mlp(
     num_bins: int = 10,
     tail_bound: float = 2.0,
     conditional_hidden_features: int = 128,
+    shared_spline: bool = False,
+    last_activation: bool = True,
 ) -> Flow:
     """An F-MLP from vectors of ``data_shape == (D,)`` to a ``latent_dim``-D standard normal; images
-    (C, H, W) are flattened first (funnels paper A.9: widths 768, 512, 256, 128, 64, L; 5 bins, tail 4).
+    (C, H, W) are flattened first (funnels paper A.9: widths 784 -> 512, 256, 128, 64, L).
 
     ``widths``: the output width of each layer (default: :func:`a6_widths`). Raises ``ValueError``
     for a latent size outside 1..D or widths that grow or do not end at ``latent_dim``.
     """
     if len(data_shape) == 3:  # images: flatten, then the vector F-MLP (funnels paper A.9)
         vector = build_f_mlp((math.prod(data_shape),), latent_dim=latent_dim, widths=widths, num_bins=num_bins,
-                             tail_bound=tail_bound, conditional_hidden_features=conditional_hidden_features)
+                             tail_bound=tail_bound, conditional_hidden_features=conditional_hidden_features,
+                             shared_spline=shared_spline, last_activation=last_activation)
         return Flow([Flatten(data_shape), *vector.transform.transforms], data_shape)
     (features,) = data_shape
     widths = a6_widths(features, latent_dim) if widths is None else list(widths)
@@ -110,5 +119,7 @@ def build_f_mlp(
             num_bins=num_bins,
             tail_bound=tail_bound,
             conditional_hidden_features=conditional_hidden_features,
+            shared_spline=shared_spline,
+            activation=last_activation or seed < len(widths) - 1,
         )
     return Flow(layers, data_shape)

@@ -1,12 +1,18 @@
 """F-NSF for vectors: an NSF with one step replaced by a funnel layer (funnels paper §2, A.5, A.6).
 
-``funnel_level`` flow steps run at full width, then the funnel drops ``dim_reduction`` coordinates
-(equivalently ``latent_dim = D - dim_reduction``), then the remaining ``num_steps - 1 - funnel_level``
-steps run at the reduced width (``funnel_level=None``: the funnel replaces the last step). Inside
-the funnel, F is one spline layer on the kept coordinates conditioned on the dropped ones, and
+``funnel_level`` flow steps run at full width, then the funnel step drops ``dim_reduction``
+coordinates (equivalently ``latent_dim = D - dim_reduction``), then the remaining
+``num_steps - 1 - funnel_level`` steps run at the reduced width (``funnel_level=None``: the funnel
+replaces the last step). As in the funnels authors' ``experiments/uci.py``, the funnel step opens like
+every other step, with the permutation and LU-linear (and ActNorm where the steps have one), so
+what is dropped is a learned linear combination, never raw coordinates. Inside the funnel, F maps
+*every* kept coordinate conditioned on the dropped ones: for coupling steps a coupling layer over all
+D features whose identity features are dropped (:class:`~funnelrun.surjections.coupling_funnel.CouplingFunnel`,
+with the unconditional spline on them where the couplings have one), for autoregressive steps a
+MADE spline layer of the kept part with the dropped part as context (:class:`~funnelrun.surjections.funnel.Funnel`).
 p_phi(x_dropped | z) is a conditional flow ("flow": the same kind of flow with half the steps and a
-third of the hidden features, A.6) or a diagonal-Gaussian ansatz from an MLP ("gaussian": three
-ReLU layers of 128 units, A.6).
+third of the hidden features, A.6; closed by an LU-linear and with the steps' dropout, as the authors'
+code) or a diagonal-Gaussian ansatz from an MLP ("gaussian": three ReLU layers of 128 units, A.6).
 """
 from __future__ import annotations
 
@@ -16,10 +22,12 @@ from typing import Any, Mapping, Optional
 from funnelrun.distributions.conditional import ConditionalDiagonalGaussian, ConditionalFlow
 from funnelrun.models.flow import Flow
 from funnelrun.models.image_f_nsf import build_image_f_nsf
-from funnelrun.models.nsf import LinearKind, SplineKind, flow_steps, spline_layer
+from funnelrun.models.nsf import LinearKind, SplineKind, flow_steps, spline_layer, step_mixing
 from funnelrun.options import ConditionalKind
+from funnelrun.surjections.coupling_funnel import CouplingFunnel, dropped_first_mask
 from funnelrun.surjections.funnel import Funnel
-from funnelrun.transforms.base import CompositeTransform
+from funnelrun.transforms.base import CompositeTransform, Transform
+from funnelrun.transforms.coupling import AffineCoupling, RQSplineCoupling
 from funnelrun.transforms.linear import LULinear
 
 
@@ -61,10 +69,12 @@ def build_f_nsf(
     conditional_hidden_features: Optional[int] = None,
     conditional_bins: Optional[int] = None,
     actnorm: bool = False,
+    unconditional_transform: bool = False,
     image: Optional[Mapping[str, Any]] = None,
 ) -> Flow:
     """F-NSF on vectors of ``data_shape == (D,)``; ``transform="affine"`` with ``actnorm=True`` is
-    F-Glow (:mod:`funnelrun.models.glow`). ``actnorm`` also applies to the conditional flow.
+    F-Glow (:mod:`funnelrun.models.glow`). ``actnorm`` and ``unconditional_transform`` (NSF's spline on
+    the identity features of each coupling) also apply to the conditional flow.
 
     On images ``data_shape == (C, H, W)`` it is the convolutional F-NSF of
     :mod:`funnelrun.models.image_f_nsf` with the ``image`` settings; of the other arguments only
@@ -93,10 +103,10 @@ def build_f_nsf(
         tail_bound=tail_bound,
         dropout=dropout,
         batch_norm=batch_norm,
+        unconditional=unconditional_transform,
     )
     layers = flow_steps(funnel_level, features, linear=linear, seed=0, actnorm=actnorm, **spline)
 
-    kept_map = spline_layer(features=kept, context_features=dropped, **spline)
     if ConditionalKind(conditional) is ConditionalKind.gaussian:
         p_dropped = ConditionalDiagonalGaussian(dropped, context_features=kept)
     else:
@@ -104,18 +114,36 @@ def build_f_nsf(
             spline,
             hidden_features=conditional_hidden_features or max(hidden_features // 3, 8),
             num_bins=conditional_bins or num_bins,
-            dropout=0.0,
         )
         steps = conditional_steps or max(num_steps // 2, 1)
-        p_dropped = ConditionalFlow(
-            dropped,
-            CompositeTransform(
-                flow_steps(steps, dropped, linear=linear, actnorm=actnorm, context_features=kept, **cond_spline)
-            ),
-        )
-    layers.append(Funnel(features, dropped, p_dropped, kept_map))
+        cond_layers = flow_steps(steps, dropped, linear=linear, actnorm=actnorm, context_features=kept, **cond_spline)
+        if LinearKind(linear) is LinearKind.lu:
+            cond_layers.append(LULinear(dropped))
+        p_dropped = ConditionalFlow(dropped, CompositeTransform(cond_layers))
+    layers += step_mixing(features, linear=linear, seed=funnel_level, actnorm=actnorm)
+    layers.append(funnel_layer(features, dropped, p_dropped, spline))
 
-    layers += flow_steps(num_steps - 1 - funnel_level, kept, linear=linear, seed=1000, actnorm=actnorm, **spline)
+    layers += flow_steps(num_steps - 1 - funnel_level, kept, linear=linear, seed=1000, actnorm=actnorm,
+                         first_index=funnel_level + 1, **spline)
     if LinearKind(linear) is LinearKind.lu:
         layers.append(LULinear(kept))
     return Flow(layers, data_shape)
+
+
+def funnel_layer(features: int, dropped: int, p_dropped: Any, spline: Mapping[str, Any]) -> Transform:
+    """The funnel of a funnel step: a coupling funnel (spline or affine coupling over all ``features``,
+    the first ``dropped`` its identity features) or, for autoregressive steps, a funnel whose F is a
+    MADE spline layer of the kept part conditioned on the dropped part."""
+    kind = SplineKind(spline["kind"])
+    kept = features - dropped
+    if kind is SplineKind.autoregressive:
+        kept_map = spline_layer(features=kept, context_features=dropped, **spline)
+        return Funnel(features, dropped, p_dropped, kept_map)
+    mask = dropped_first_mask(features, dropped)
+    net = dict(hidden_features=spline["hidden_features"], num_blocks=spline["num_blocks"], dropout=spline["dropout"])
+    if kind is SplineKind.affine:
+        coupling: AffineCoupling | RQSplineCoupling = AffineCoupling(features, mask, **net)
+    else:
+        coupling = RQSplineCoupling(features, mask, num_bins=spline["num_bins"], tail_bound=spline["tail_bound"],
+                                    use_batch_norm=spline["batch_norm"], unconditional=spline["unconditional"], **net)
+    return CouplingFunnel(coupling, p_dropped)

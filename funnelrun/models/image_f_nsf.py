@@ -1,12 +1,24 @@
-"""F-NSF and F-Glow on images (funnels paper A.8, A.9, Table 2).
+"""F-NSF and F-Glow on images (funnels paper A.8, A.9, Tables 2 and 4).
 
-The first NSF step (ActNorm -> 1 x 1 convolution -> coupling) runs on the data image; then funnel
-layers halve the height and width, each a 2 x 2 stride-2 convolutional funnel (A.7.1, zero-padding
-odd sizes as A.9 does for MNIST's 7 x 7) or a max-pool surjection (even sizes only); then the rest of
-the multi-scale NSF (:func:`~funnelrun.models.image_flows.multiscale_nsf`) runs on the reduced image.
-``latent_dim`` picks the number of funnels: on MNIST (1, 28, 28) 3 funnels give 16 and 4 give 4
-(A.9); null means two funnels, a latent one sixteenth of the data size (CIFAR-10: 3 x 8 x 8 = 192,
-Table 2). ``affine=True`` puts affine couplings everywhere: F-Glow, the funnel of the affine baseline.
+Funnel layers halve the height and width, each a 2 x 2 stride-2 convolutional funnel (A.7.1; an odd
+size is zero-padded by the funnel itself, its padded zeros left out of p_phi, so the likelihood
+stays exact) or a max-pool surjection (even sizes only). ``latent_dim`` picks the number of funnels:
+on MNIST (1, 28, 28) 3 funnels give 16 and 4 give 4 (A.9); null means two funnels, a latent one
+sixteenth of the data size (CIFAR-10: 3 x 8 x 8 = 192, Table 2). ``affine=True`` puts affine
+couplings everywhere: F-Glow, the funnel of the affine baseline. Two layouts
+(:class:`~funnelrun.models.image_flows.FunnelLayout`, ``image.funnel_layout``):
+
+- ``first_step`` (A.8, Table 2): the first NSF step (ActNorm -> 1 x 1 convolution -> coupling) on the
+  data image, the funnels back to back, then the rest of the multi-scale NSF
+  (:func:`~funnelrun.models.image_flows.multiscale_nsf`) on the reduced image.
+- ``interleaved`` (A.9, Table 4, the authors' ``funnel_conv_deeper`` in
+  ``experiments/image_generation.py``, whose parameter count is Table 8's): per funnel, one NSF step
+  and a 1 x 1 convolution, ActNorm, the funnel, then ``steps_per_level`` NSF steps and a 1 x 1
+  convolution. Each of these runs of steps works on the squeezed image when its height and width are
+  even and unsqueezes at its end, so every funnel sees the data's channels ("no squeezing", A.9); on
+  MNIST the 7 x 7 image after the second funnel is not squeezed (its couplings use checkerboard
+  masks) and the third funnel pads it to 8 x 8 (the authors pad it before the steps, which leaves
+  zeros inside the flow, an inexact likelihood). ``image.levels`` is unused: the funnels count the blocks.
 """
 from __future__ import annotations
 
@@ -14,11 +26,23 @@ import math
 from typing import Any, Mapping, Optional, Union
 
 from funnelrun.models.flow import Flow
-from funnelrun.models.image_flows import FunnelKind, ImageFlowConfig, flow_step, image_settings, multiscale_nsf
+from funnelrun.models.image_flows import (
+    FunnelKind,
+    FunnelLayout,
+    ImageFlowConfig,
+    can_squeeze,
+    flow_step,
+    image_settings,
+    multiscale_nsf,
+)
 from funnelrun.surjections.conv_funnel import ConvFunnel
 from funnelrun.surjections.maxpool import MaxPool
-from funnelrun.transforms.base import Transform
+from funnelrun.transforms.actnorm import ActNorm
+from funnelrun.transforms.base import CompositeTransform, Transform
+from funnelrun.transforms.conv1x1 import Conv1x1
+from funnelrun.transforms.flatten import Flatten
 from funnelrun.transforms.multiscale import ImageShape
+from funnelrun.transforms.squeeze import Squeeze, Unsqueeze, squeezed_shape
 
 #: funnels when latent_dim is null: a latent 1/16 of the data size, as in the funnels paper's Table 2
 DEFAULT_FUNNELS = 2
@@ -42,6 +66,26 @@ def funnel_output_shapes(shape: ImageShape, kind: FunnelKind | str) -> list[Imag
             break
         shapes.append(shape)
     return shapes
+
+
+def unsqueezed_steps(shape: ImageShape, num_steps: int, affine: bool, s: ImageFlowConfig, seed: int) -> Transform:
+    """``num_steps`` NSF steps and a 1 x 1 convolution on images of ``shape``: between a squeeze and an
+    unsqueeze when the height and width are even (the authors' A.9 blocks), else on ``shape`` itself."""
+    squeezed = can_squeeze(shape)
+    inner = squeezed_shape(shape) if squeezed else shape
+    layers: list[Transform] = [Squeeze()] if squeezed else []
+    for step in range(num_steps):
+        layers += flow_step(inner, step, affine, s, seed=seed)
+    layers.append(Conv1x1(inner[0], seed=seed + num_steps))
+    if squeezed:
+        layers.append(Unsqueeze())
+    return CompositeTransform(layers)
+
+
+def _funnel(shape: ImageShape, s: ImageFlowConfig) -> ConvFunnel | MaxPool:
+    if s.funnel is FunnelKind.conv:
+        return ConvFunnel(shape, s.conditional_hidden_features)
+    return MaxPool(shape)
 
 
 def build_image_f_nsf(
@@ -68,12 +112,20 @@ def build_image_f_nsf(
             f"funnels, which halve the height and width: the reachable sizes are {reachable} "
             f"(1, 2, ... funnels){'' if latent_dim is not None else '; null means two funnels'}"
         )
-    layers: list[Transform] = flow_step(shape, 0, affine, s)  # the first NSF step (A.8)
+    if s.funnel_layout is FunnelLayout.interleaved:
+        layers: list[Transform] = []
+        for index in range(num_funnels):
+            seed = 1000 * (index + 1)
+            layers.append(unsqueezed_steps(shape, 1, affine, s, seed=seed))
+            funnel = _funnel(shape, s)
+            layers += [ActNorm(shape[0]), funnel]
+            shape = funnel.out_shape
+            layers.append(unsqueezed_steps(shape, s.steps_per_level, affine, s, seed=seed + 100))
+        layers.append(Flatten(shape))
+        return Flow(layers, data_shape)
+    layers = flow_step(shape, 0, affine, s)  # the first NSF step (A.8)
     for _ in range(num_funnels):
-        if s.funnel is FunnelKind.conv:
-            funnel: ConvFunnel | MaxPool = ConvFunnel(shape, s.conditional_hidden_features)
-        else:
-            funnel = MaxPool(shape)
+        funnel = _funnel(shape, s)
         layers.append(funnel)
         shape = funnel.out_shape
     layers.append(multiscale_nsf(shape, affine, s))

@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any, Mapping, Optional, Union
 
 from funnelrun.models.flow import Flow
-from funnelrun.options import FunnelKind, ImageFlowConfig
+from funnelrun.options import FunnelKind, FunnelLayout, ImageFlowConfig
 from funnelrun.transforms.actnorm import ActNorm
 from funnelrun.transforms.base import CompositeTransform, Transform
 from funnelrun.transforms.conv1x1 import Conv1x1
@@ -35,7 +35,7 @@ from funnelrun.transforms.squeeze import Squeeze, squeezed_shape
 def image_settings(image: Union[ImageFlowConfig, Mapping[str, Any], None]) -> ImageFlowConfig:
     """The ``image`` settings a builder receives (a dict from the config, or None: the defaults)."""
     settings = image if isinstance(image, ImageFlowConfig) else ImageFlowConfig(**(image or {}))
-    return replace(settings, funnel=FunnelKind(settings.funnel))
+    return replace(settings, funnel=FunnelKind(settings.funnel), funnel_layout=FunnelLayout(settings.funnel_layout))
 
 
 def can_squeeze(shape: ImageShape) -> bool:

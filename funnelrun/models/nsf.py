@@ -2,8 +2,11 @@
 
 One flow step = fixed random permutation -> LU-linear (optional) -> rational-quadratic spline layer,
 the spline being a coupling layer or a masked-autoregressive (MADE) layer with residual conditioner
-nets. A final LU-linear closes the flow, as in the NSF paper's UCI models. ``flow_steps`` also
-builds Glow-style steps (``kind="affine"``, ``actnorm=True``) for the other vector families.
+nets. A final LU-linear closes the flow, as in the NSF paper's UCI models. ``unconditional_transform``
+adds the NSF's unconditional spline on the identity features of every coupling layer (its UCI code's
+``apply_unconditional_transform``, kept by the funnels authors' ``experiments/uci.py``: Table 1).
+``flow_steps`` also builds Glow-style steps (``kind="affine"``, ``actnorm=True``) for the other
+vector families.
 """
 from __future__ import annotations
 
@@ -31,9 +34,11 @@ def spline_layer(
     dropout: float = 0.0,
     batch_norm: bool = False,
     parity: bool = True,
+    unconditional: bool = False,
 ) -> Transform:
     """One coupling (alternating masks by ``parity``) or autoregressive layer; ``affine`` ignores the
-    spline arguments (bins, tail bound, batch norm)."""
+    spline arguments (bins, tail bound, batch norm, ``unconditional``: a spline coupling's elementwise
+    spline on its identity features), the autoregressive layer ``unconditional``."""
     mask = [1] if features == 1 else alternating_mask(features, even=parity)
     if SplineKind(kind) is SplineKind.affine:
         return AffineCoupling(
@@ -51,7 +56,7 @@ def spline_layer(
     )
     if SplineKind(kind) is SplineKind.autoregressive:
         return RQSplineAutoregressive(features, **common)
-    return RQSplineCoupling(features, mask, **common)
+    return RQSplineCoupling(features, mask, unconditional=unconditional, **common)
 
 
 def flow_steps(
@@ -61,19 +66,27 @@ def flow_steps(
     linear: LinearKind | str = LinearKind.lu,
     seed: int = 0,
     actnorm: bool = False,
+    first_index: int = 0,
     **spline_kwargs,
 ) -> list[Transform]:
     """``num_steps`` steps of width ``features``: [ActNorm] -> [permutation (seeds ``seed``,
-    ``seed + 1``, ...)] -> [LU-linear] -> ``spline_layer(**spline_kwargs)``."""
+    ``seed + 1``, ...)] -> [LU-linear] -> ``spline_layer(**spline_kwargs)``. The coupling masks
+    alternate from the step index ``first_index`` on (steps after a funnel continue its count)."""
     layers: list[Transform] = []
     for i in range(num_steps):
-        if actnorm:
-            layers.append(ActNorm(features))
-        if LinearKind(linear) is not LinearKind.none:
-            layers.append(RandomPermutation(features, seed=seed + i))
-        if LinearKind(linear) is LinearKind.lu:
-            layers.append(LULinear(features))
-        layers.append(spline_layer(features=features, parity=i % 2 == 0, **spline_kwargs))
+        layers += step_mixing(features, linear=linear, seed=seed + i, actnorm=actnorm)
+        layers.append(spline_layer(features=features, parity=(first_index + i) % 2 == 0, **spline_kwargs))
+    return layers
+
+
+def step_mixing(features: int, *, linear: LinearKind | str, seed: int, actnorm: bool) -> list[Transform]:
+    """What opens every step, a funnel step included (funnels authors' ``uci.py``): [ActNorm] ->
+    [permutation (``seed``)] -> [LU-linear]."""
+    layers: list[Transform] = [ActNorm(features)] if actnorm else []
+    if LinearKind(linear) is not LinearKind.none:
+        layers.append(RandomPermutation(features, seed=seed))
+    if LinearKind(linear) is LinearKind.lu:
+        layers.append(LULinear(features))
     return layers
 
 
@@ -91,6 +104,7 @@ def build_nsf(
     linear: LinearKind | str = LinearKind.lu,
     latent_dim: Optional[int] = None,
     actnorm: bool = False,
+    unconditional_transform: bool = False,
     image: Optional[Mapping[str, Any]] = None,
 ) -> Flow:
     """A dimension-preserving NSF on vectors of ``data_shape == (D,)``; with ``transform="affine"``
@@ -120,6 +134,7 @@ def build_nsf(
         dropout=dropout,
         batch_norm=batch_norm,
         actnorm=actnorm,
+        unconditional=unconditional_transform,
     )
     if LinearKind(linear) is LinearKind.lu:
         layers.append(LULinear(features))

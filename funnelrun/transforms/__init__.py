@@ -11,7 +11,7 @@ from funnelrun.transforms.linear import LULinear, Permutation, RandomPermutation
 from funnelrun.transforms.multiscale import MultiScale
 from funnelrun.transforms.nets import MADE, ResidualNet
 from funnelrun.transforms.splines import RQSpline, rational_quadratic_spline
-from funnelrun.transforms.squeeze import Squeeze
+from funnelrun.transforms.squeeze import Squeeze, Unsqueeze
 
 __all__ = [
     "Transform",
@@ -34,6 +34,7 @@ __all__ = [
     "ResidualNet",
     "ReversePermutation",
     "Squeeze",
+    "Unsqueeze",
     "alternating_mask",
     "rational_quadratic_spline",
 ]

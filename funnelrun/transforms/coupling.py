@@ -1,7 +1,9 @@
 """Coupling layers: transform the masked features conditioned on the others (and the context).
 
 Affine coupling follows RealNVP (Dinh et al. 2017) with Glow's stable scale (Kingma & Dhariwal
-2018); spline coupling is the RQ-NSF (C) layer of Durkan et al. 2019, "Neural Spline Flows".
+2018); spline coupling is the RQ-NSF (C) layer of Durkan et al. 2019, "Neural Spline Flows",
+optionally with that paper's unconditional spline on the identity features (``unconditional``: the
+``apply_unconditional_transform`` of its UCI experiments, which the funnels authors keep).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import Tensor, nn
 
 from funnelrun.transforms.base import Transform, sum_except_batch
 from funnelrun.transforms.nets import ResidualNet
-from funnelrun.transforms.splines import identity_spline_params, packed_rational_quadratic_spline
+from funnelrun.transforms.splines import RQSpline, identity_spline_params, packed_rational_quadratic_spline
 
 
 def alternating_mask(features: int, even: bool) -> Tensor:
@@ -107,7 +109,12 @@ class Coupling(Transform):
 
 
 class RQSplineCoupling(Coupling):
-    """Rational-quadratic spline coupling (NSF Sec. 3.2-3.3); starts as the identity."""
+    """Rational-quadratic spline coupling (NSF Sec. 3.2-3.3); starts as the identity.
+
+    ``unconditional=True`` also maps the identity features x_A by an elementwise spline with learned
+    per-feature knots (the same bins and tail bound), z_A = s(x_A), after the conditioner has read the
+    untransformed x_A: the Jacobian stays triangular, log|det| = sum log s'(x_A) + sum log f'(x_B).
+    """
 
     def __init__(
         self,
@@ -120,6 +127,7 @@ class RQSplineCoupling(Coupling):
         num_bins: int = 8,
         tail_bound: float = 3.0,
         use_batch_norm: bool = False,
+        unconditional: bool = False,
     ):
         super().__init__(
             features,
@@ -133,6 +141,21 @@ class RQSplineCoupling(Coupling):
         )
         self.num_bins = num_bins
         self.tail_bound = tail_bound
+        identity = self.identity_idx.numel()
+        #: the elementwise spline of the identity features (NSF's unconditional transform), or None
+        self.unconditional = RQSpline(identity, num_bins, tail_bound) if unconditional and identity else None
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        z, logdet = self._couple(x, context, inverse=False)
+        if self.unconditional is None:
+            return z, logdet
+        z_identity, logdet_identity = self.unconditional(z.index_select(1, self.identity_idx))
+        return z.index_copy(1, self.identity_idx, z_identity), logdet + logdet_identity
+
+    def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
+        if self.unconditional is not None:  # undo s first: the conditioner reads the untransformed x_A
+            z = z.index_copy(1, self.identity_idx, self.unconditional.inverse(z.index_select(1, self.identity_idx)))
+        return self._couple(z, context, inverse=True, with_logdet=False)[0]
 
     def _elementwise(
         self, x: Tensor, params: Tensor, inverse: bool, with_logdet: bool = True

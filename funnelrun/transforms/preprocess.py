@@ -44,29 +44,37 @@ class Rescale(Transform):
 
 
 class Logit(Transform):
-    """z = logit(s), s = alpha + (1 - 2 alpha) x, for x in [0, 1] (alpha keeps s off 0 and 1).
+    """z = logit(s) for x in [0, 1], with s = alpha + (1 - 2 alpha) x (``symmetric``, the default) or
+    s = alpha + (1 - alpha) x (``symmetric=False``); alpha keeps s off 0 (and, symmetric, off 1).
 
-    log|det| = sum over features of log(1 - 2 alpha) - log s - log(1 - s). RealNVP (§4.1) writes
-    alpha + (1 - alpha) x; this is the symmetric form (NSF's images code), alpha = 0.05 by default.
+    log|det| = sum over features of log(ds/dx) - log s - log(1 - s), ds/dx = 1 - 2 alpha or 1 - alpha.
+    The symmetric form is the NSF and RealNVP images code's (alpha = 0.05 by default); the one-sided
+    form is what RealNVP's §4.1 writes and Das et al. (2019, §4) use, logit(alpha + (1 - alpha) x / 256):
+    there 1 - s = (1 - alpha)(1 - x) is computed as such, so s is never rounded to 1 for x < 1.
     """
 
-    def __init__(self, alpha: float = 0.05):
+    def __init__(self, alpha: float = 0.05, symmetric: bool = True):
         super().__init__()
-        if not 0 < alpha < 0.5:
-            raise ValueError(f"logit alpha must be in (0, 0.5), got {alpha}")
+        if not 0 < alpha < (0.5 if symmetric else 1.0):
+            raise ValueError(f"logit alpha must be in (0, {0.5 if symmetric else 1}), got {alpha}")
         self.alpha = alpha
+        self.symmetric = symmetric
+        self.slope = 1 - 2 * alpha if symmetric else 1 - alpha
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        s = self.alpha + (1 - 2 * self.alpha) * x
-        log_s, log_1ms = torch.log(s), torch.log1p(-s)
-        logdet = sum_except_batch(math.log(1 - 2 * self.alpha) - log_s - log_1ms)
+        log_s = torch.log(self.alpha + self.slope * x)
+        if self.symmetric:
+            log_1ms = torch.log1p(-(self.alpha + self.slope * x))
+        else:  # 1 - s = (1 - alpha)(1 - x)
+            log_1ms = math.log(1 - self.alpha) + torch.log1p(-x)
+        logdet = sum_except_batch(math.log(self.slope) - log_s - log_1ms)
         return log_s - log_1ms, logdet
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
-        return (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)
+        return (torch.sigmoid(z) - self.alpha) / self.slope
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        return f"alpha={self.alpha}" + ("" if self.symmetric else ", symmetric=False")
 
 
 class Centre(Transform):

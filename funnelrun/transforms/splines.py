@@ -238,20 +238,26 @@ def packed_rational_quadratic_spline(
 
 
 class RQSpline(Transform):
-    """Unconditional elementwise rational-quadratic spline with learned per-feature knots (NSF).
+    """Unconditional elementwise rational-quadratic spline with learned knots (NSF).
 
-    Starts as the identity. Used for 1-D flows and as the invertible activation of an F-MLP.
+    Starts as the identity. Used for 1-D flows, as the invertible activation of an F-MLP, and on the
+    identity features of an NSF coupling layer. ``shared=True`` gives every feature the same knots
+    (one set of 3K - 1 parameters): the activation of the funnels authors' image F-MLP, whose
+    parameter count is funnels Table 8's (:mod:`funnelrun.models.f_mlp`); else each feature has its own.
     """
 
-    def __init__(self, features: int, num_bins: int = 8, tail_bound: float = 3.0):
+    def __init__(self, features: int, num_bins: int = 8, tail_bound: float = 3.0, shared: bool = False):
         super().__init__()
         self.num_bins = num_bins
         self.tail_bound = tail_bound
-        self.params = nn.Parameter(identity_spline_params(num_bins).repeat(features, 1))
+        self.features = features
+        self.shared = shared
+        self.params = nn.Parameter(identity_spline_params(num_bins).repeat(1 if shared else features, 1))
 
     def _spline(self, x: Tensor, inverse: bool, with_logdet: bool = True) -> tuple[Tensor, Optional[Tensor]]:
+        params = self.params.expand(x.shape[-1], -1) if self.shared else self.params
         return packed_rational_quadratic_spline(
-            x, self.params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound, with_logdet=with_logdet
+            x, params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound, with_logdet=with_logdet
         )
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -260,3 +266,6 @@ class RQSpline(Transform):
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
         return self._spline(z, inverse=True, with_logdet=False)[0]
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}, num_bins={self.num_bins}, tail_bound={self.tail_bound}, shared={self.shared}"

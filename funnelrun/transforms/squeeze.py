@@ -44,3 +44,17 @@ class Squeeze(Transform):
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
         return unsqueeze(z)
+
+
+class Unsqueeze(Transform):
+    """Depth-to-space, the inverse of :class:`Squeeze`: (B, 4C, H, W) -> (B, C, 2H, 2W), log-det 0.
+    Closes a block that runs on the squeezed image, so the next layer sees the original layout
+    (the funnels authors' A.9 F-NSF: "no squeezing" between funnels)."""
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        if x.shape[1] % 4:
+            raise ValueError(f"an unsqueeze needs a multiple of 4 channels, got {x.shape[1]}")
+        return unsqueeze(x), zero_contribution(x)
+
+    def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
+        return squeeze(z)

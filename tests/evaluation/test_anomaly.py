@@ -95,7 +95,7 @@ def test_exact_model_scores_both_test_splits(run_cli, tmp_path, capsys):
     assert metrics["exact"] is True and metrics["is_samples"] is None and metrics["ood_data"] == "two_moons"
     assert metrics["test/examples"] == metrics["ood/examples"] == 300  # data.n_test applies to both sets
     assert metrics["test/bpd"] is metrics["ood/bpd"] is metrics["ood/ratio"] is None  # continuous data
-    assert metrics["test/nll_elbo"] is None
+    assert metrics["test/nll_elbo"] is metrics["ood/auroc_is"] is metrics["ood/ratio_is"] is None
     assert json.loads((second / "eval_metrics.json").read_text()) == metrics
 
     # the scores are the model's per-example NLLs, and the AUROC is P(NLL_ood > NLL_test)
@@ -121,7 +121,13 @@ def test_bound_model_reports_the_importance_weighted_estimate_beside_the_elbo(ru
     # after 6 steps q is near the prior and the two are close
     for split in ("test", "ood"):
         assert metrics[f"{split}/nll"] < metrics[f"{split}/nll_elbo"] + 0.05
-    assert 0.0 <= metrics["ood/auroc"] <= 1.0
+    # the paper's VAE score is the ELBO (Table 4): ood/auroc ranks by it, ood/auroc_is by the estimate
+    scores = torch.load(out / "scores.pt")
+    assert metrics["test/nll_elbo"] == pytest.approx(scores["test_elbo"].mean().item(), abs=1e-9)
+    assert metrics["ood/auroc"] == pytest.approx(auroc(scores["test_elbo"].numpy(), scores["ood_elbo"].numpy()))
+    assert metrics["ood/auroc_is"] == pytest.approx(auroc(scores["test"].numpy(), scores["ood"].numpy()))
+    assert not torch.equal(scores["test"], scores["test_elbo"])
+    assert metrics["ood/ratio"] is metrics["ood/ratio_is"] is None  # continuous data: no BPD
 
 
 def test_errors_name_the_fix(run_cli, tmp_path, capsys):
@@ -150,9 +156,24 @@ def test_image_model_reports_bits_per_dim_and_their_ratio(run_cli, tmp_path, cap
     assert metrics["test/examples"] == metrics["ood/examples"] == 360
     for split in ("test", "ood"):  # BPD = NLL / (D ln 2), D = 64
         assert metrics[f"{split}/bpd"] == pytest.approx(metrics[f"{split}/nll"] / (64 * np.log(2)), rel=1e-12)
-    assert metrics["ood/ratio"] == pytest.approx(metrics["ood/bpd"] / metrics["test/bpd"], rel=1e-12)
+        assert metrics[f"{split}/bpd_elbo"] == pytest.approx(metrics[f"{split}/nll_elbo"] / (64 * np.log(2)), rel=1e-12)
+    # a VAE: the ratio of the ELBO BPDs (the paper's), the importance-weighted one beside it
+    assert metrics["ood/ratio"] == pytest.approx(metrics["ood/bpd_elbo"] / metrics["test/bpd_elbo"], rel=1e-12)
+    assert metrics["ood/ratio_is"] == pytest.approx(metrics["ood/bpd"] / metrics["test/bpd"], rel=1e-12)
     assert abs(metrics["ood/ratio"] - 1) < 0.01 and abs(metrics["ood/auroc"] - 0.5) < 0.05
     assert "ratio" in capsys.readouterr().out
     with pytest.raises(SystemExit) as info:
         main([*args, "ood.bits=5"])
     assert info.value.code == 2 and "5 bits but the model's data has 4" in capsys.readouterr().err
+
+
+def test_exact_image_model_scores_by_log_p_with_no_elbo_keys(run_cli, tmp_path):
+    """An exact model on images: the ratio and AUROC of log p(x); the ELBO and IS keys are null."""
+    args = ["data=digits", "data.batch_size=32", "model=f_mlp", "model.latent_dim=4", "model.widths=[16,4]",
+            "model.conditional_hidden_features=8", "trainer.max_steps=2", "trainer.val_check_interval=2"]
+    assert run_cli(tmp_path / "run", *args).code == 0
+    main([*args, f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}", "ood_data=digits"])
+    (out,) = _eval_dirs(tmp_path / "run")
+    metrics = json.loads((out / "eval_metrics.json").read_text())
+    assert metrics["exact"] is True and metrics["ood/ratio"] == pytest.approx(metrics["ood/bpd"] / metrics["test/bpd"])
+    assert metrics["test/bpd_elbo"] is metrics["ood/bpd_elbo"] is metrics["ood/ratio_is"] is metrics["ood/auroc_is"] is None

@@ -128,3 +128,17 @@ def test_trained_2d_to_1d_density_integrates_to_one():
     assert last < first - 0.3  # it learned: the integral is not that of an untouched model
     integral = density_integral_2d(model.log_prob, (-7.0, -7.0), (7.0, 7.0), points_per_axis=400)
     assert integral == pytest.approx(1.0, abs=0.01)
+
+
+def test_shared_splines_and_no_last_activation_stay_exact():
+    """The authors' image F-MLP: one set of knots per activation, none after the last layer."""
+    torch.manual_seed(0)
+    model = build_f_mlp((6,), latent_dim=2, widths=[4, 3, 2], shared_spline=True, last_activation=False, **SMALL)
+    kinds = [type(t) for t in model.transform.transforms]
+    assert kinds == [RandomPermutation, FunnelMLP, RQSpline] * 2 + [RandomPermutation, FunnelMLP]
+    assert all(t.params.shape == (1, 14) for t in model.transform.transforms if isinstance(t, RQSpline))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    errs = certify(model.double(), torch.randn(32, 6, dtype=torch.float64))
+    assert errs["roundtrip_max_abs_err"] < 1e-9 and errs["logdet_max_abs_err"] < 1e-9

@@ -8,10 +8,10 @@ from funnelrun.distributions.conditional import ConditionalDiagonalGaussian, Con
 from funnelrun.evaluation.certificate import certify
 from funnelrun.evaluation.exactness import density_integral_2d
 from funnelrun.models.glow import build_f_glow, build_glow, build_realnvp
-from funnelrun.surjections.funnel import Funnel
+from funnelrun.surjections.coupling_funnel import CouplingFunnel
 from funnelrun.transforms.actnorm import ActNorm
 from funnelrun.transforms.coupling import AffineCoupling
-from funnelrun.transforms.linear import LULinear, Permutation
+from funnelrun.transforms.linear import LULinear, Permutation, RandomPermutation
 
 SMALL = dict(num_steps=4, hidden_features=16, num_blocks=1)
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,8 +71,8 @@ def test_actnorm_initialises_on_the_first_training_batch():
 @pytest.mark.parametrize("conditional,density", [("flow", ConditionalFlow), ("gaussian", ConditionalDiagonalGaussian)])
 def test_random_f_glow_reduces_dimension_exactly(conditional, density):
     model = _randomised(build_f_glow, (6,), latent_dim=4, funnel_level=2, conditional=conditional, **SMALL).double()
-    (funnel,) = [t for t in model.transform.transforms if isinstance(t, Funnel)]
-    assert isinstance(funnel.transform, AffineCoupling) and isinstance(funnel.conditional, density)
+    (funnel,) = [t for t in model.transform.transforms if isinstance(t, CouplingFunnel)]
+    assert isinstance(funnel.coupling, AffineCoupling) and isinstance(funnel.conditional, density)
     assert model.exact and not model.transform.bijective and model.latent_dim == 4
     errs = certify(model, torch.randn(32, 6, dtype=torch.float64))  # includes the right-inverse condition
     assert errs["roundtrip_max_abs_err"] < 1e-10 and errs["logdet_max_abs_err"] < 1e-10
@@ -81,7 +81,8 @@ def test_random_f_glow_reduces_dimension_exactly(conditional, density):
 
 def test_f_glow_funnel_replaces_the_last_step_by_default():
     kinds = _kinds(build_f_glow((4,), latent_dim=2, **SMALL))
-    assert kinds[-2:] == [Funnel, LULinear] and kinds.count(AffineCoupling) == 3
+    assert kinds[-5:] == [ActNorm, RandomPermutation, LULinear, CouplingFunnel, LULinear]
+    assert kinds.count(AffineCoupling) == 3
 
 
 @pytest.mark.parametrize(

@@ -25,11 +25,14 @@ BUILDERS = {
     "realnvp": lambda shape, **kw: build_realnvp(shape, **kw),
     "f_nsf": lambda shape, **kw: build_f_nsf(shape, **kw),
     "f_nsf_maxpool": lambda shape, image, **kw: build_f_nsf(shape, image=dict(image, funnel="maxpool"), **kw),
+    "f_nsf_interleaved": lambda shape, image, **kw: build_f_nsf(shape, image=dict(image, funnel_layout="interleaved"),
+                                                               **kw),
     "f_glow": lambda shape, **kw: build_f_glow(shape, latent_dim=None, **kw),
     "f_mlp": lambda shape, image: build_f_mlp(shape, latent_dim=4, widths=[32, 16, 4], num_bins=5, tail_bound=4.0),
 }
 #: latent sizes: dimension-preserving, or two funnels (a sixteenth), or the F-MLP's 4
-LATENT = {"nsf": 1, "glow": 1, "realnvp": 1, "f_nsf": 1 / 16, "f_nsf_maxpool": 1 / 16, "f_glow": 1 / 16}
+LATENT = {"nsf": 1, "glow": 1, "realnvp": 1, "f_nsf": 1 / 16, "f_nsf_maxpool": 1 / 16, "f_nsf_interleaved": 1 / 16,
+          "f_glow": 1 / 16}
 
 
 def _randomise(model, std=0.05):
@@ -76,10 +79,10 @@ def test_bijective_models_logdet_matches_autograd(name, factor_out):
     assert logdet_max_abs_err(model.transform, torch.randn(2, 3, 4, 4, dtype=torch.float64)) < 1e-8
 
 
-@pytest.mark.parametrize("funnel", ["conv", "maxpool"])
-def test_funnel_models_satisfy_the_right_inverse_condition(funnel):
+@pytest.mark.parametrize("funnel,layout", [("conv", "first_step"), ("maxpool", "first_step"), ("conv", "interleaved")])
+def test_funnel_models_satisfy_the_right_inverse_condition(funnel, layout):
     torch.manual_seed(0)
-    model = build_f_nsf((3, 8, 8), image=dict(TINY, funnel=funnel)).double().eval()
+    model = build_f_nsf((3, 8, 8), image=dict(TINY, funnel=funnel, funnel_layout=layout)).double().eval()
     _randomise(model)
     z = torch.randn(5, model.latent_dim, dtype=torch.float64)
     with torch.no_grad():
@@ -130,3 +133,32 @@ def test_image_settings_compose_from_the_config():
     assert cfg.model.image.num_bins == 2 and cfg.model.image.dropout == 0.2  # Table 7, CIFAR-10 5-bit
     model = instantiate(cfg.model, data_shape=(3, 8, 8))
     assert model.latent_dim == 12 and any(isinstance(t, MaxPool) for t in model.transform.transforms)
+
+
+def test_interleaved_layout_is_the_authors_a9_order():
+    """A.9 / the authors' funnel_conv_deeper on MNIST: per funnel [squeeze] one step + 1x1 conv
+    [unsqueeze], ActNorm, the funnel, [squeeze] steps_per_level steps + 1x1 conv [unsqueeze]; the
+    funnels see one channel; 28 -> 14 -> 7 -> 4 (the third funnel pads 7 to 8) for a latent of 16."""
+    model = build_f_nsf((1, 28, 28), latent_dim=16, image=dict(TINY, funnel_layout="interleaved"))
+    layers = list(model.transform.transforms)
+    kinds = [type(t).__name__ for t in layers]
+    assert kinds == ["CompositeTransform", "ActNorm", "ConvFunnel", "CompositeTransform"] * 3 + ["Flatten"]
+    funnels = [t for t in layers if isinstance(t, ConvFunnel)]
+    assert [f.in_shape for f in funnels] == [(1, 28, 28), (1, 14, 14), (1, 7, 7)]
+    assert funnels[2].padding == (1, 0, 1, 0)  # the odd 7 x 7 is padded by the funnel itself
+    first = [type(t).__name__ for t in layers[0].transforms]
+    assert first == ["Squeeze", "ActNorm", "Conv1x1", "ImageRQSplineCoupling", "Conv1x1", "Unsqueeze"]
+    unsqueezed = [type(t).__name__ for t in layers[7].transforms]  # the steps after the second funnel, on 7 x 7
+    assert unsqueezed[0] == "ActNorm" and "Squeeze" not in unsqueezed
+
+
+def test_interleaved_f_nsf_is_exact_on_an_odd_image():
+    """Certificate of the A.9 layout through a padded funnel (7 x 7 -> 4 x 4): every block's round
+    trip and log-det, each funnel's kept map and right inverse."""
+    from funnelrun.evaluation.certificate import certify
+
+    torch.manual_seed(0)
+    model = build_f_nsf((1, 14, 14), latent_dim=16, image=dict(TINY, funnel_layout="interleaved")).double().eval()
+    _randomise(model)
+    errs = certify(model, torch.randn(3, 1, 14, 14, dtype=torch.float64))
+    assert errs["roundtrip_max_abs_err"] < 1e-8 and errs["logdet_max_abs_err"] < 1e-8

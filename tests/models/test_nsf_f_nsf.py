@@ -7,6 +7,9 @@ import torch
 from funnelrun.evaluation.certificate import certify
 from funnelrun.models.f_nsf import build_f_nsf
 from funnelrun.models.nsf import build_nsf
+from funnelrun.surjections.coupling_funnel import CouplingFunnel
+from funnelrun.transforms.coupling import RQSplineCoupling
+from funnelrun.transforms.linear import LULinear, RandomPermutation
 
 SMALL = dict(hidden_features=16, num_blocks=1, num_bins=5, tail_bound=3.0)
 
@@ -66,9 +69,25 @@ def test_nsf_refuses_a_smaller_latent():
         build_nsf((6,), latent_dim=3, **SMALL)
 
 
-def test_f_nsf_has_fewer_parameters_than_nsf_at_the_same_size():
-    """As in funnels A.6: replacing a step by a funnel does not add parameters."""
-    nsf = build_nsf((6,), num_steps=4, **SMALL)
-    f_nsf = build_f_nsf((6,), num_steps=4, latent_dim=4, funnel_level=1, **SMALL)
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(f_nsf) < count(nsf)
+def test_the_funnel_step_opens_with_a_permutation_and_lu_like_every_step():
+    """The authors' uci.py: permutation -> LU-linear before every step, the funnel's included, so the
+    funnel drops learned linear combinations, never raw columns; its coupling transforms every kept
+    coordinate given the dropped ones; the steps after it continue the alternating masks."""
+    model = build_f_nsf((6,), num_steps=4, latent_dim=4, funnel_level=2, **SMALL)
+    kinds = [type(t) for t in model.transform.transforms]
+    step = [RandomPermutation, LULinear, RQSplineCoupling]
+    assert kinds == [*step, *step, RandomPermutation, LULinear, CouplingFunnel, *step, LULinear]
+    funnel = model.transform.transforms[8]
+    assert funnel.coupling.identity_idx.tolist() == [0, 1] and funnel.coupling.transform_idx.tolist() == [2, 3, 4, 5]
+    (after,) = [t for t in model.transform.transforms[9:] if isinstance(t, RQSplineCoupling)]
+    assert after.transform_idx.tolist() == [1, 3]  # step 3 of 0..3: odd features, as if no funnel
+    assert isinstance(funnel.conditional.transform.transforms[-1], LULinear)  # p_phi's flow ends in an LU
+
+
+def test_unconditional_transform_reaches_every_spline_coupling():
+    model = build_f_nsf((6,), num_steps=4, latent_dim=4, funnel_level=1, unconditional_transform=True, **SMALL)
+    couplings = [m for m in model.modules() if isinstance(m, RQSplineCoupling)]
+    assert len(couplings) == 4 + 2  # 3 steps, the funnel's coupling, p_phi's 2 steps
+    assert all(c.unconditional is not None for c in couplings)
+    plain = build_nsf((6,), num_steps=2, **SMALL)
+    assert all(m.unconditional is None for m in plain.modules() if isinstance(m, RQSplineCoupling))

@@ -1,9 +1,9 @@
-"""Squeeze and Flatten: exact rearrangements with log-det 0."""
+"""Squeeze, Unsqueeze and Flatten: exact rearrangements with log-det 0."""
 import pytest
 import torch
 
 from funnelrun.transforms.flatten import Flatten
-from funnelrun.transforms.squeeze import Squeeze, squeezed_shape
+from funnelrun.transforms.squeeze import Squeeze, Unsqueeze, squeezed_shape
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,3 +40,12 @@ def test_flatten_roundtrip_and_features():
     assert layer.out_features(24) == 24
     with pytest.raises(ValueError):
         layer.out_features(25)
+
+
+def test_unsqueeze_is_the_inverse_of_squeeze():
+    x = torch.randn(3, 8, 2, 4)
+    y, logdet = Unsqueeze()(x)
+    assert y.shape == (3, 2, 4, 8) and torch.equal(logdet, torch.zeros(3))
+    assert torch.equal(Squeeze()(y)[0], x) and torch.equal(Unsqueeze().inverse(y), x)
+    with pytest.raises(ValueError, match="multiple of 4 channels"):
+        Unsqueeze()(torch.randn(1, 6, 2, 2))
