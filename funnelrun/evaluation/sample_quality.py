@@ -13,7 +13,8 @@ Definitions (the statistics are torchmetrics' ``InceptionScore`` and ``FrechetIn
   of the reference images (the training split, the paper's protocol) and of the samples.
 
 The network is torch-fidelity's port of the 2015-12-05 TensorFlow Inception, built as torchmetrics
-builds it (``NoTrainInceptionV3``), with its weights read from a local file
+builds it (``NoTrainInceptionV3``, with torch-fidelity's TensorFlow-compatible resize to 299 x 299
+rather than torchmetrics' antialiased default), with its weights read from a local file
 (:data:`INCEPTION_WEIGHTS_NAME`, ``eval.inception_weights``): nothing is downloaded at run time.
 torch-fidelity needs torchvision, so it is the optional extra ``funnelrun[vision]``. One forward pass
 gives both the pool features (FID) and the unbiased logits (IS, torch-fidelity's ``logits_unbiased``).
@@ -28,6 +29,7 @@ to three channels. The reference images go through the same map.
 """
 from __future__ import annotations
 
+import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,10 +148,10 @@ def inception_network(weights: Optional[str]) -> ScoringNetwork:
             features, logits = self._torch_fidelity_forward(x)
             return features.reshape(len(x), -1), logits.reshape(len(x), -1)
 
-    try:
+    try:  # antialias=False: torch-fidelity's TensorFlow-1.x-compatible bilinear resize to 299 x 299
         module = _BothOutputs(name="inception-v3-compat", features_list=INCEPTION_OUTPUTS,
-                              feature_extractor_weights_path=str(Path(weights).expanduser()))
-    except (RuntimeError, OSError, KeyError) as exc:  # not a state dict of this network
+                              feature_extractor_weights_path=str(Path(weights).expanduser()), antialias=False)
+    except (RuntimeError, OSError, KeyError, ValueError, pickle.UnpicklingError) as exc:  # not this network's weights
         raise FunnelrunError(
             f"eval.inception_weights={weights} could not be loaded as the FID Inception weights ({exc}); it must be "
             f"torch-fidelity's {INCEPTION_WEIGHTS_NAME} ({INCEPTION_WEIGHTS_URL})"
@@ -272,6 +274,8 @@ def sample_quality(
     net = network.module.to(device)
     stats = QualityStatistics(network.num_features).to(device)
     bits = datamodule.bits
+    if bits is None:  # an image data module always has its bit depth
+        raise FunnelrunError("sample quality needs n-bit image data (data.bits)")
     reference = reference_images(datamodule)
     sizes = _batches(len(reference), batch_size)
     with torch.no_grad(), Progress("sample quality: the training split", total=len(sizes), every_s=every_s) as bar:

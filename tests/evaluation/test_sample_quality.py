@@ -6,6 +6,7 @@ network (the Inception weights are not on this machine)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -149,6 +150,23 @@ def test_the_message_names_the_vision_extra_only_where_it_is_missing():
     assert "funnelrun[vision]" not in message and "eval.inception_weights=w.pth: no such file" in message
 
 
+#: the FID Inception weights file where a machine has it (and torch-fidelity: funnelrun[vision]); not here
+INCEPTION_WEIGHTS = os.environ.get("FUNNELRUN_INCEPTION_WEIGHTS")
+
+
+@pytest.mark.skipif(INCEPTION_WEIGHTS is None or _torch_fidelity_missing(),
+                    reason="needs torch-fidelity (pip install 'funnelrun[vision]') and FUNNELRUN_INCEPTION_WEIGHTS="
+                           f"<path to {INCEPTION_WEIGHTS_NAME}>")
+def test_the_inception_network_gives_pool_features_and_logits():
+    network = inception_network(INCEPTION_WEIGHTS)
+    assert (network.name, network.num_features) == ("inception", 2048)
+    images = to_uint8_rgb(torch.rand(12, 3, 32, 32) * 32, bits=5)
+    with torch.no_grad():
+        features, logits = network.module(images)
+    assert features.shape == (12, 2048) and logits.shape == (12, 1008)
+    assert frechet_distance(features.double(), features.double()) == pytest.approx(0.0, abs=1e-3)
+
+
 # -- funnelrun-eval end to end ----------------------------------------------------------------------------
 DIGITS_F_MLP = ["data=digits", "data.batch_size=32", "model=f_mlp", "model.latent_dim=4", "model.widths=[16,4]",
                 "model.conditional_hidden_features=8", "trainer.max_steps=2", "trainer.val_check_interval=2",
@@ -159,14 +177,37 @@ def _eval_dirs(run_dir):
     return sorted((run_dir / "eval").iterdir()) if (run_dir / "eval").is_dir() else []
 
 
-def test_funnelrun_eval_writes_sample_quality_per_temperature(run_cli, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    assert run_cli(run_dir, *DIGITS_F_MLP).code == 0
-    args = [f"ckpt_path={run_dir}", "eval.sample_quality=true", "eval.quality_network=standin",
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A tiny exact model of the digits, trained 2 steps (this module's runs add their eval/ directories)."""
+    import sys
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from funnelrun.cli import main
+
+    run_dir = tmp_path_factory.mktemp("quality") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["funnelrun", f"hydra.run.dir={run_dir}", *DIGITS_F_MLP])
+        mp.setenv("WANDB_MODE", "offline")
+        GlobalHydra.instance().clear()
+        main()
+        GlobalHydra.instance().clear()
+    return run_dir
+
+
+def _standin_args(run_dir):
+    return [f"ckpt_path={run_dir}", "eval.sample_quality=true", "eval.quality_network=standin",
             "eval.quality_samples=120", "eval.quality_batch_size=50", "eval.temperatures=[0.5,1.0]"]
+
+
+def test_funnelrun_eval_writes_sample_quality_per_temperature(digits_run, tmp_path, capsys):
+    run_dir = digits_run
+    args = _standin_args(run_dir)
+    earlier = _eval_dirs(run_dir)
     eval_main(args)
     out = capsys.readouterr().out
-    (first,) = _eval_dirs(run_dir)
+    (first,) = [d for d in _eval_dirs(run_dir) if d not in earlier]
     metrics = json.loads((first / "eval_metrics.json").read_text())
     # the stand-in's numbers are never written as FID or IS
     assert metrics["sample/fid"] is None and metrics["sample/inception_score"] is None
@@ -180,7 +221,7 @@ def test_funnelrun_eval_writes_sample_quality_per_temperature(run_cli, tmp_path,
     assert "ood/auroc" not in metrics and not (first / "scores.pt").exists()
     # the same seed draws the same samples: the same numbers again, in a new directory
     eval_main(args)
-    second = [d for d in _eval_dirs(run_dir) if d != first]
+    second = [d for d in _eval_dirs(run_dir) if d != first and d not in earlier]
     assert len(second) == 1
     again = json.loads((second[0] / "eval_metrics.json").read_text())
     assert again["sample/standin_fid"] == metrics["sample/standin_fid"]
@@ -194,6 +235,27 @@ def test_funnelrun_eval_writes_sample_quality_per_temperature(run_cli, tmp_path,
     assert info.value.code == 2 and "funnelrun-eval: error:" in captured.err and INCEPTION_WEIGHTS_NAME in captured.err
     assert "sample quality: the training split" not in captured.out + captured.err
     assert {d: (d / "eval_metrics.json").read_bytes() for d in _eval_dirs(run_dir)} == before
+
+
+def test_with_ood_data_too_both_go_into_one_eval_metrics_file(digits_run):
+    earlier = _eval_dirs(digits_run)
+    eval_main([*_standin_args(digits_run), "ood_data=digits"])
+    (both,) = [d for d in _eval_dirs(digits_run) if d not in earlier]
+    metrics = json.loads((both / "eval_metrics.json").read_text())
+    assert metrics["ood_data"] == "digits" and 0 <= metrics["ood/auroc"] <= 1 and (both / "scores.pt").is_file()
+    assert metrics["test/examples"] == 360 and set(metrics["sample/standin_fid"]) == {"0.5", "1.0"}
+
+
+def test_sample_quality_of_a_model_of_vectors_is_refused_clearly():
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from funnelrun.pipelines.sample_quality import prepare_network
+
+    cfg = OmegaConf.create({"data": {"name": "four_circles"}, "eval": {"quality_network": "standin"}})
+    with pytest.raises(FunnelrunError, match="four_circles, which are not images"):
+        prepare_network(cfg, SimpleNamespace(datamodule=object(), path="run"))  # type: ignore[arg-type]
 
 
 def test_without_ood_data_or_sample_quality_the_error_names_both(capsys):
