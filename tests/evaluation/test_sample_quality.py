@@ -29,6 +29,8 @@ from funnelrun.evaluation.sample_quality import (
     to_uint8_rgb,
 )
 
+from conftest import train_in_process
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -180,20 +182,7 @@ def _eval_dirs(run_dir):
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     """A tiny exact model of the digits, trained 2 steps (this module's runs add their eval/ directories)."""
-    import sys
-
-    from hydra.core.global_hydra import GlobalHydra
-
-    from funnelrun.cli import main
-
-    run_dir = tmp_path_factory.mktemp("quality") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["funnelrun", f"hydra.run.dir={run_dir}", *DIGITS_F_MLP])
-        mp.setenv("WANDB_MODE", "offline")
-        GlobalHydra.instance().clear()
-        main()
-        GlobalHydra.instance().clear()
-    return run_dir
+    return train_in_process(tmp_path_factory.mktemp("quality") / "run", DIGITS_F_MLP)
 
 
 def _standin_args(run_dir):
