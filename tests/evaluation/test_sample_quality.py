@@ -252,3 +252,18 @@ def test_without_ood_data_or_sample_quality_the_error_names_both(capsys):
         eval_main(["ckpt_path=x"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "ood_data=<data option>" in err and "eval.sample_quality=true" in err
+
+
+def test_the_sample_quality_settings_are_checked_before_anything_runs():
+    from funnelrun.config import compose_config
+    from funnelrun.validation import validate_config
+
+    cfg = compose_config(["eval.sample_quality=true"])
+    assert (cfg.eval.quality_samples, cfg.eval.inception_weights, cfg.eval.quality_network.value) == (
+        50_000, None, "inception")  # the paper's protocol by default
+    with pytest.raises(FunnelrunError, match="eval.quality_samples=5 must be at least 10"):
+        validate_config(compose_config(["eval.quality_samples=5"]))
+    with pytest.raises(FunnelrunError, match="eval.quality_batch_size=0 must be at least 1"):
+        validate_config(compose_config(["eval.quality_batch_size=0"]))
+    with pytest.raises(FunnelrunError, match="quality_network"):
+        compose_config(["eval.quality_network=inceptoin"])
