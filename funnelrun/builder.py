@@ -11,7 +11,14 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from funnelrun.checkpoint import check_checkpoint_contents, check_compatible, load_weights, read_checkpoint, resolve_ckpt_path
+from funnelrun.checkpoint import (
+    check_checkpoint_contents,
+    check_compatible,
+    check_weight_shapes,
+    load_weights,
+    read_checkpoint,
+    resolve_ckpt_path,
+)
 from funnelrun.config import compose_config
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import FunnelrunError
@@ -48,8 +55,8 @@ def build_model(cfg: DictConfig, datamodule: FunnelDataModule) -> Flow:
 
 def _out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "not enough memory" in text or (
-        "out of memory" in text)
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or any(
+        words in text for words in ("not enough memory", "out of memory", "can't allocate memory"))
 
 
 def _largest_sizes(node: Any, where: str = "model", top: int = 3) -> list[str]:
@@ -89,8 +96,9 @@ def build(cfg: DictConfig, ckpt_path: Optional[Path] = None) -> tuple[Flow, Funn
     datamodule = build_data(cfg)
     model = build_model(cfg, datamodule)
     if ckpt_path is not None:
-        checkpoint = check_checkpoint_contents(read_checkpoint(ckpt_path), ckpt_path, model)
+        checkpoint = check_checkpoint_contents(read_checkpoint(ckpt_path), ckpt_path)
         check_compatible(ckpt_path, checkpoint, fingerprint(cfg, datamodule))
+        check_weight_shapes(checkpoint, ckpt_path, model)
         load_weights(model, ckpt_path, checkpoint)
         model.eval()
     return model, datamodule

@@ -139,6 +139,12 @@ def config_problems(cfg: DictConfig) -> list[str]:
         problem = _value_problem(key, cfg.get(key), rule)
         if problem:
             problems.append(problem)
+    data = cfg.get("data")
+    if isinstance(data, DictConfig):  # generated sets: the split sizes are known before anything is read
+        n_train, batch = data.get("n_train"), data.get("batch_size")
+        if _is_number(n_train) and _is_number(batch) and 1 <= n_train < batch:
+            problems.append(f"data.n_train={n_train}: the training split has fewer than one batch of "
+                            f"data.batch_size={batch}; lower data.batch_size or raise data.n_train")
     return problems
 
 

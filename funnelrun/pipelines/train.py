@@ -18,7 +18,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from funnelrun.builder import build_data, build_model, fingerprint
-from funnelrun.checkpoint import check_checkpoint_contents, check_compatible, read_checkpoint, resolve_ckpt_path
+from funnelrun.checkpoint import (
+    check_checkpoint_contents,
+    check_compatible,
+    check_weight_shapes,
+    read_checkpoint,
+    resolve_ckpt_path,
+)
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import RunInterrupted
 from funnelrun.evaluation.importance import log_density
@@ -60,7 +66,9 @@ def train(
     check_precision(str(cfg.trainer.precision), model)
     stamp = fingerprint(cfg, datamodule)
     if ckpt is not None:
-        check_compatible(ckpt, check_checkpoint_contents(read_checkpoint(ckpt), ckpt, model), stamp)
+        checkpoint = check_checkpoint_contents(read_checkpoint(ckpt), ckpt)
+        check_compatible(ckpt, checkpoint, stamp)
+        check_weight_shapes(checkpoint, ckpt, model)
     if rank_zero_only.rank == 0:  # DDP ranks > 0 re-run this command inside the same run
         prepare_run_dir(run_dir, cfg, resume_here=resume_here)
 
@@ -143,7 +151,8 @@ def _fit_and_test(
     if datamodule.data_dim == 2 and cfg.eval.plot:
         metrics["density_plot"] = _figure("density.png", lambda: str(_plot_2d(cfg, model, datamodule, run_dir, logger)))
     if len(datamodule.data_shape) == 3 and cfg.eval.plot:
-        metrics["sample_grids"] = _figure("samples_T*.png", lambda: _sample_grids(cfg, model, datamodule, run_dir, logger))
+        metrics["sample_grids"] = _figure(
+            "samples_T*.png", lambda: _sample_grids(cfg, model, datamodule, run_dir, logger))
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             print(f"warning: {key} is {value}", file=sys.stderr)
