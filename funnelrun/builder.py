@@ -66,7 +66,7 @@ def _largest_sizes(node: Any, where: str = "model", top: int = 3) -> list[str]:
     def walk(value: Any, name: str) -> None:
         if isinstance(value, DictConfig):
             for key in value.keys():
-                walk(value.get(key), f"{name}.{key}")
+                walk(value.get(key), name + "." + str(key))
         elif isinstance(value, int) and not isinstance(value, bool):
             found.append((value, name))
 

@@ -108,7 +108,7 @@ def _node_problems(node: Any, where: str) -> list[str]:
     """Problems of every value in config node ``node`` (at dotted ``where``), nested nodes included."""
     problems = []
     for key in node.keys() if isinstance(node, DictConfig) else ():
-        name = f"{where}.{key}"
+        name = where + "." + str(key)
         if OmegaConf.is_missing(node, key):
             continue
         try:

@@ -341,6 +341,16 @@ def _unreadable_miniboone(earlier: Path, tmp: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(np, "load", load)
 
 
+def _plotting_fails(earlier: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The density figure runs out of memory after training (as eval.grid_points=100000 did)."""
+    from funnelrun.training import plots
+
+    def plot(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError("simulated: the density grid does not fit in memory")
+
+    monkeypatch.setattr(plots, "plot_density_2d", plot)
+
+
 def _idx(magic: int, n: int = 2) -> bytes:
     return struct.pack(">iiii", magic, n, 28, 28) + bytes(n * 28 * 28)
 
@@ -534,7 +544,9 @@ CASES: list[Case] = [
          tool="funnelrun-report", expect="notice", adds_files=True,
          setup=lambda earlier, tmp, mp: (earlier / "metrics.json").write_bytes(
              (earlier / "metrics.json").read_bytes()[:40])),
-    Case("a certificate without ckpt_path", ["model.hidden_features=8", "model.num_blocks=1"],
+    Case("a certificate without ckpt_path", ["model.hidden_features=8", "model.num_blocks=1", "model.num_steps=2",
+                                             "model.num_bins=4", "model.conditional_hidden_features=8",
+                                             "data.n_test=64", "data.eval_batch_size=64"],
          ["untrained", "freshly initialised", "ckpt_path=<run>"], tool="funnelrun-check", expect="notice"),
     # accepted silently before: now refused, or run with a warning
     Case("out-of-memory model build", _new_run("model.hidden_features=30000000"),
@@ -542,6 +554,9 @@ CASES: list[Case] = [
     Case("validation interval beyond max_steps", _new_run("trainer.val_check_interval=100"),
          ["trainer.val_check_interval=100 is beyond trainer.max_steps=6", "no validation will run"],
          expect="warning"),
+    Case("a density figure that cannot be drawn", _new_run(), ["density.png could not be drawn", "MemoryError",
+                                                               "test log-likelihood", "metrics.json"],
+         expect="warning", setup=_plotting_fails),
     Case("diverging learning rate", _new_run("optim.lr=1e6"), ["training diverged", "optim.lr=1000000.0"],
          expect="warning"),
 ]
