@@ -80,7 +80,8 @@ RULES: dict[str, _Rule] = {
 }
 #: rules of every element of a list-valued key
 LIST_RULES: dict[str, _Rule] = {
-    "temperatures": (lambda v: v > 0, "must hold positive numbers (each scales the std of the sampled Gaussians)"),
+    "temperatures": (lambda v: v >= 0, "must hold numbers of at least 0 (each scales the std of the sampled "
+                                       "Gaussians; 0 draws their means)"),
     "channels": _AT_LEAST_1,
     "widths": _AT_LEAST_1,
 }

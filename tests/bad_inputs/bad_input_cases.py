@@ -412,7 +412,7 @@ CONFIG_MISTAKES = [
     ("negative image residual blocks", ["model.image.num_res_blocks=-1"], ["model.image.num_res_blocks=-1"]),
     ("infinite tail bound", ["model.tail_bound=inf"], ["model.tail_bound=inf", "finite"]),
     ("NaN dropout", ["model.dropout=nan"], ["model.dropout=nan", "finite"]),
-    ("negative temperature", ["eval.temperatures=[0.5,-1.0]"], ["eval.temperatures", "positive", "-1.0"]),
+    ("negative temperature", ["eval.temperatures=[0.5,-1.0]"], ["eval.temperatures", "at least 0", "-1.0"]),
     ("NaN temperature", ["eval.temperatures=[nan]"], ["eval.temperatures", "nan"]),
 ]
 _NSF_MISTAKES = [
@@ -539,7 +539,7 @@ CASES: list[Case] = [
     Case("zero samples", ["ckpt_path={earlier}", "sample.num_samples=0"], ["sample.num_samples=0", "at least 1"],
          tool="funnelrun-sample"),
     Case("negative sampling temperature", ["ckpt_path={earlier}", "sample.temperatures=[-1.0]"],
-         ["sample.temperatures", "positive"], tool="funnelrun-sample"),
+         ["sample.temperatures", "at least 0"], tool="funnelrun-sample"),
     Case("a report over a truncated metrics.json", ["{earlier}"], ["{earlier}/metrics.json", "unreadable"],
          tool="funnelrun-report", expect="notice", adds_files=True,
          setup=lambda earlier, tmp, mp: (earlier / "metrics.json").write_bytes(
