@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import re
 import shlex
 import shutil
 import sys
-from contextlib import nullcontext, suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
 
@@ -58,6 +59,34 @@ def _stopped(stop: RunInterrupted) -> NoReturn:
     sys.exit(stop.exit_code)
 
 
+def _storage_error(exc: OSError, fix: str) -> FunnelrunError:
+    return FunnelrunError(f"could not write {exc.filename or 'the outputs'}: {exc.strerror or exc}. {fix}")
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """``hydra.run.dir`` must be (or be made inside) a writable directory: not a file, not below a
+    file, not on a read-only file system; raise a FunnelrunError before Hydra makes anything."""
+    path = run_dir.expanduser().absolute()
+    for place in (path, *path.parents):
+        if not place.exists():
+            continue
+        if not place.is_dir():
+            where = "is" if place == path else f"is below {place}, which is"
+            raise FunnelrunError(f"hydra.run.dir={run_dir} {where} a file, not a directory; choose another "
+                                 "hydra.run.dir=<dir>")
+        if not os.access(place, os.W_OK):
+            raise FunnelrunError(
+                f"cannot write to {place} (a read-only file system, or no permission), where hydra.run.dir="
+                f"{run_dir} {'is' if place == path else 'would be made'}; choose a writable hydra.run.dir=<dir>"
+            )
+        return
+
+
+def _run_dir_override(overrides: list[str]) -> Optional[Path]:
+    values = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra.run.dir=")]
+    return Path(values[-1]) if values else None
+
+
 def _holds_only_log(run_dir: Path) -> bool:
     return run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOG_FILE}
 
@@ -78,9 +107,13 @@ def train_job(cfg: DictConfig) -> float:
     rank_zero = rank_zero_only.rank == 0  # type: ignore[attr-defined]  # set on the function by Lightning
     fresh = rank_zero and run_dir.is_dir() and not any(run_dir.iterdir())
     discard = False
+    storage_fix = ("Free space or choose a writable hydra.run.dir; files are written atomically, so earlier "
+                   "outputs are untouched")
     try:
-        with console_log(run_dir / LOG_FILE) if rank_zero else nullcontext():
+        with ExitStack() as log:
             try:
+                if rank_zero:
+                    log.enter_context(console_log(run_dir / LOG_FILE))
                 metrics = (train_ldmask if is_ldmask(cfg) else train)(cfg, run_dir)
             except RunInterrupted as stop:
                 _stopped(stop)
@@ -94,10 +127,7 @@ def train_job(cfg: DictConfig) -> float:
             except OSError as exc:
                 if exc.errno not in _STORAGE_ERRNOS:
                     raise
-                _fail(FunnelrunError(
-                    f"could not write {exc.filename or 'the run outputs'}: {exc.strerror}. Free space or choose "
-                    f"a writable hydra.run.dir; files are written atomically, so earlier outputs are untouched"
-                ))
+                _fail(_storage_error(exc, storage_fix))
             if rank_zero:
                 for line in summary_lines(metrics, run_dir):
                     print(line, flush=True)
@@ -128,6 +158,7 @@ def main() -> Any:
             cfg = check_overrides(args.overrides, multirun=args.multirun)
             if cfg is not None and not args.cfg:
                 check_devices(cfg)
+                check_run_dir(_run_dir_override(args.overrides) or Path("outputs"))
     except FunnelrunError as exc:
         _fail(exc)
     return _hydra_main()
@@ -145,6 +176,12 @@ def _run_tool(tool: str, run: Callable[[list[str]], Any], usage: Callable[[], st
         run(argv)
     except (FunnelrunError, InstantiationException) as exc:
         _fail(exc, tool)
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        elsewhere = " or give a writable sample.out_dir=<dir>" if tool == "funnelrun-sample" else ""
+        fix = f"{tool} writes only new files, so earlier outputs are untouched; free space{elsewhere}"
+        _fail(_storage_error(exc, fix), tool)
 
 
 def check_main(argv: Optional[list[str]] = None) -> None:
