@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from funnelrun.transforms.base import Transform, sum_except_batch
-from funnelrun.transforms.nets import ResidualNet
+from funnelrun.transforms.nets import ResidualNet, conditioner
 from funnelrun.transforms.splines import RQSpline, identity_spline_params, packed_rational_quadratic_spline
 
 
@@ -95,7 +95,7 @@ class Coupling(Transform):
     ) -> tuple[Tensor, Optional[Tensor]]:
         x_identity = x.index_select(1, self.identity_idx)
         x_transform = x.index_select(1, self.transform_idx)
-        params = self.conditioner(x_identity, context).view(
+        params = conditioner(self.conditioner, x_identity, context).view(
             x.shape[0], x_transform.shape[1], self.params_per_feature
         )
         y, logabsdet = self._elementwise(x_transform, params, inverse, with_logdet)
