@@ -135,7 +135,7 @@ def _fit_and_test(
         "compile_seconds": module.train_log_prob.compile_seconds,
         "compile": cfg.compile,
         # compile=auto: "compiled: ..." or "eager: ..." with the estimate; null otherwise (or not reached)
-        "compile_decision": getattr(module.train_log_prob, "decision", None),
+        "compile_decision": module.train_log_prob.decision,
         # the precision of the training steps' conditioner nets (everything else fp32); the test is fp32
         "train_precision": str(cfg.trainer.precision),
         "tf32": bool(cfg.trainer.get("tf32", False)),

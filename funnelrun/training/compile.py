@@ -29,8 +29,11 @@ class MaybeCompiled:
 
     ``compiled`` says whether calls run the compiled code; ``compile_seconds`` is the wall time
     of the first call (tracing + code generation + one run), reported separately from steady-state
-    throughput; ``error`` holds the reason for a fallback.
+    throughput; ``error`` holds the reason for a fallback; ``decision`` is :class:`AutoCompiled`'s
+    (None here).
     """
+
+    decision: Optional[str] = None
 
     def __init__(self, fn: Callable[..., Any], enabled: bool = True, **compile_kwargs: Any):
         self.fn = fn
@@ -119,11 +122,12 @@ class AutoCompiled(MaybeCompiled):
     def __init__(self, fn: Callable[..., Any], steps_left: Callable[[], int], **compile_kwargs: Any):
         super().__init__(fn, enabled=False, **compile_kwargs)
         self.steps_left = steps_left
-        self.decision: Optional[str] = None
+        self.decision = f"eager: the run ended within the {WARMUP_CALLS + PROBE_CALLS + 1} steps timed before deciding"
+        self._decided = False
         self._calls: list[float] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.decision is None:
+        if not self._decided:
             self._calls.append(time.perf_counter())
             if len(self._calls) > WARMUP_CALLS + PROBE_CALLS:
                 self._decide()
@@ -133,6 +137,6 @@ class AutoCompiled(MaybeCompiled):
         times = self._calls[WARMUP_CALLS:]
         step = statistics.median(b - a for a, b in zip(times, times[1:]))
         verdict, why = compile_pays_back(step, self.steps_left())
-        self.decision = f"{'compiled' if verdict else 'eager'}: {why}"
+        self.decision, self._decided = f"{'compiled' if verdict else 'eager'}: {why}", True
         if verdict:
             self._compile()
