@@ -65,7 +65,7 @@ def precision_plugin(precision: str, accelerator: str) -> Optional[ConditionerMi
     if precision != "16-mixed":
         return None
     device = "cuda" if accelerator.lower() in ("gpu", "cuda") else "cpu"
-    return ConditionerMixedPrecision(precision, device)
+    return ConditionerMixedPrecision("16-mixed", device)
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
