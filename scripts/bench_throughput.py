@@ -583,6 +583,15 @@ def funnelrun_nsf(size: Size, kind: str = "coupling") -> Bench:
     return Bench("funnelrun", "NSF", nsf, nsf.log_prob, nsf.sample, fused_adam=True)
 
 
+def cpu_bf16_flags() -> str:
+    """The CPU's native bf16 matmul flags from /proc/cpuinfo ('' if none, or not Linux)."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return ""
+    return " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags)
+
+
 def fmt_ratio(x: Optional[float]) -> str:
     return "" if x is None else f"{x:.2f}x"
 
@@ -707,6 +716,9 @@ def main(argv: Optional[list[str]] = None) -> None:
           f"{platform.python_version()}")
     print("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"- load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.precision == "bf16-mixed" and args.device == "cpu":
+        print(f"- CPU bf16 matmul instructions (avx512_bf16 / amx_bf16): {cpu_bf16_flags() or 'none'}"
+              f"{'' if cpu_bf16_flags() else ' (bf16 matmuls are emulated here: slower than fp32)'}")
     print(f"- fp32 matmul peak ({peak_n}^3, best of 60): {peak:.0f} GFLOP/s")
     print(f"- medians of {args.rounds} interleaved rounds of ~{args.seconds}s blocks; log-prob batch "
           f"{args.eval_batch}; sampling {args.sample_n} (coupling) / {max(64, args.sample_n // 4)} (AR)"
