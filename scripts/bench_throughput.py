@@ -461,16 +461,22 @@ def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: 
             b.module.to(args.device)
         data, eval_x = [x.to(args.device) for x in data], eval_x.to(args.device)
     jobs = []
+    failed: list[Bench] = []
     for b in benches:
         b.results["params"] = count_params(b.module)
         trainer = Trainer(b, data)
         # Warm-up (and compile, timed separately: the first call triggers it).
         t = time.perf_counter()
-        trainer.step()
-        synchronize()
-        b.results["first_step_s"] = time.perf_counter() - t
-        for _ in range(args.warmup):
+        try:
             trainer.step()
+            synchronize()
+            b.results["first_step_s"] = time.perf_counter() - t
+            for _ in range(args.warmup):
+                trainer.step()
+        except Exception as err:  # noqa: BLE001 -- a peer's bf16 autocast may break its own spline
+            print(f"- {b.library} {b.label}: not timed, a training step failed ({type(err).__name__}: {err})")
+            failed.append(b)
+            continue
         b.results["flop"], b.results["mem"] = step_flops_and_memory(b, data[0])
         b.results["sample_flop"] = sample_flops(b, n_sample)
 
@@ -492,9 +498,14 @@ def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: 
 
     for _ in range(args.rounds):  # interleaved: every model runs once per round, per metric
         for metric in ("train", "logp", "sample"):
-            for b, fns, n in jobs:
-                b.times[metric].append(timed(fns[metric], n[metric]))
-
+            for b, fns, n in list(jobs):
+                try:
+                    b.times[metric].append(timed(fns[metric], n[metric]))
+                except Exception as err:  # noqa: BLE001 -- as in the warm-up
+                    print(f"- {b.library} {b.label}: dropped, a {metric} call failed ({type(err).__name__}: {err})")
+                    failed.append(b)
+                    jobs.remove((b, fns, n))
+    benches = [b for b in benches if b not in failed]
     for b in benches:
         med = {m: statistics.median(ts) for m, ts in b.times.items()}
         b.results["train_sps"] = 1 / med["train"]
