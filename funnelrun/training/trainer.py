@@ -15,9 +15,9 @@ Lightning can unscale before clipping.
 from __future__ import annotations
 
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ContextManager, Optional
+from typing import Any, Iterator, Optional, cast
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import Logger
@@ -56,8 +56,9 @@ class ConditionerMixedPrecision(MixedPrecision):
     """Lightning's mixed-precision plugin without its autocast: the forward stays fp32 and the
     conditioners alone enter ``precision`` (module docstring); 16-mixed keeps the GradScaler."""
 
-    def forward_context(self) -> ContextManager[Any]:
-        return nullcontext()
+    @contextmanager
+    def forward_context(self) -> Iterator[None]:
+        yield
 
 
 def precision_plugin(precision: str, accelerator: str) -> Optional[ConditionerMixedPrecision]:
@@ -95,7 +96,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
         plugins.append(SLURMEnvironment(auto_requeue=False))
     if plugins:
         kwargs["plugins"] = plugins
-    return kwargs
+    return cast(dict[str, Any], kwargs)
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, logger: Logger) -> tuple[pl.Trainer, FiniteModelCheckpoint]:
