@@ -454,6 +454,36 @@ def evaluating(module: nn.Module) -> Iterator[None]:
         module.train()
 
 
+def _prepare(b: Bench, data: list[Tensor], eval_x: Tensor, n_sample: int, args) -> tuple:
+    """Warm a bench up (first step timed: the compile time) and calibrate its timed blocks."""
+    b.results["params"] = count_params(b.module)
+    trainer = Trainer(b, data)
+    t = time.perf_counter()
+    trainer.step()
+    synchronize()
+    b.results["first_step_s"] = time.perf_counter() - t
+    for _ in range(args.warmup):
+        trainer.step()
+    b.results["flop"], b.results["mem"] = step_flops_and_memory(b, data[0])
+    b.results["sample_flop"] = sample_flops(b, n_sample)
+
+    def logp(b=b):
+        with torch.inference_mode(), evaluating(b.module):
+            b.log_prob(eval_x)
+
+    def sample(b=b):
+        with torch.inference_mode(), evaluating(b.module):
+            b.sample(n_sample)
+
+    logp(), sample()
+    n = {
+        "train": calibrate(trainer.step, args.seconds),
+        "logp": calibrate(logp, args.seconds),
+        "sample": calibrate(sample, args.seconds),
+    }
+    return b, {"train": trainer.step, "logp": logp, "sample": sample}, n
+
+
 def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: int, args, peak: float) -> list[Bench]:
     """Warm up, then time every bench's training step, log-prob and sampling in interleaved rounds."""
     if args.device != "cpu":
@@ -463,38 +493,11 @@ def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: 
     jobs = []
     failed: list[Bench] = []
     for b in benches:
-        b.results["params"] = count_params(b.module)
-        trainer = Trainer(b, data)
-        # Warm-up (and compile, timed separately: the first call triggers it).
-        t = time.perf_counter()
         try:
-            trainer.step()
-            synchronize()
-            b.results["first_step_s"] = time.perf_counter() - t
-            for _ in range(args.warmup):
-                trainer.step()
+            jobs.append(_prepare(b, data, eval_x, n_sample, args))
         except Exception as err:  # noqa: BLE001 -- a peer's bf16 autocast may break its own spline
-            print(f"- {b.library} {b.label}: not timed, a training step failed ({type(err).__name__}: {err})")
+            print(f"- {b.library} {b.label}: not timed, a warm-up call failed ({type(err).__name__}: {err})")
             failed.append(b)
-            continue
-        b.results["flop"], b.results["mem"] = step_flops_and_memory(b, data[0])
-        b.results["sample_flop"] = sample_flops(b, n_sample)
-
-        def logp(b=b):
-            with torch.inference_mode(), evaluating(b.module):
-                b.log_prob(eval_x)
-
-        def sample(b=b):
-            with torch.inference_mode(), evaluating(b.module):
-                b.sample(n_sample)
-
-        logp(), sample()
-        n = {
-            "train": calibrate(trainer.step, args.seconds),
-            "logp": calibrate(logp, args.seconds),
-            "sample": calibrate(sample, args.seconds),
-        }
-        jobs.append((b, {"train": trainer.step, "logp": logp, "sample": sample}, n))
 
     for _ in range(args.rounds):  # interleaved: every model runs once per round, per metric
         for metric in ("train", "logp", "sample"):
