@@ -149,6 +149,39 @@ def config_problems(cfg: DictConfig) -> list[str]:
         if _is_number(n_train) and _is_number(batch) and 1 <= n_train < batch:
             problems.append(f"data.n_train={n_train}: the training split has fewer than one batch of "
                             f"data.batch_size={batch}; lower data.batch_size or raise data.n_train")
+    compile_value = cfg.get("compile", "auto")
+    if not (isinstance(compile_value, bool) or compile_value == "auto"):
+        problems.append(f"compile={compile_value} must be true, false or auto")
+    trainer = cfg.get("trainer")
+    if trainer is not None:
+        problems += precision_problems(trainer)
+    return problems
+
+
+#: trainer.precision values funnelrun accepts: fp32/fp64, or mixed (the conditioners only: trainer.py)
+PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "16-mixed")
+
+
+def precision_problems(trainer: DictConfig) -> list[str]:
+    """trainer.precision is one of PRECISIONS; 16-mixed and tf32 need a CUDA accelerator."""
+    precision = str(trainer.get("precision", "32-true"))
+    on_gpu = str(trainer.get("accelerator", "cpu")).lower() in GPU_ACCELERATORS
+    problems = []
+    if precision not in PRECISIONS:
+        problems.append(
+            f"trainer.precision={precision} is not supported; use one of {', '.join(PRECISIONS)} (mixed precisions "
+            "run the conditioner nets alone in reduced precision; *-true reduced precisions would put every "
+            "log-det in it)"
+        )
+    elif precision == "16-mixed" and not on_gpu:
+        problems.append(
+            "trainer.precision=16-mixed needs a CUDA GPU (trainer=gpu); on a CPU use trainer.precision=bf16-mixed"
+        )
+    if trainer.get("tf32", False) and not on_gpu:
+        problems.append(
+            "trainer.tf32=true applies to CUDA matmuls only (trainer=gpu); on a CPU leave it false "
+            "(for faster conditioners here use trainer.precision=bf16-mixed)"
+        )
     return problems
 
 

@@ -80,6 +80,8 @@ def train(
         bits=datamodule.bits,
         max_consecutive_nonfinite=cfg.optim.max_consecutive_nonfinite,
         compile=cfg.compile,
+        precision=str(cfg.trainer.precision),
+        tf32=bool(cfg.trainer.get("tf32", False)),
         is_samples=cfg.eval.is_samples,
         is_chunk_size=cfg.eval.is_chunk_size,
         stamp=stamp,
@@ -142,6 +144,13 @@ def _fit_and_test(
         "train_seconds": train_seconds,
         # wall time of the first compiled step (included in train_seconds); null when not compiled
         "compile_seconds": module.train_log_prob.compile_seconds,
+        "compile": cfg.compile,
+        # compile=auto: "compiled: ..." or "eager: ..." with the estimate; null otherwise (or not reached)
+        "compile_decision": module.train_log_prob.decision,
+        # the precision of the training steps' conditioner nets (everything else fp32); the test is fp32
+        "train_precision": str(cfg.trainer.precision),
+        "tf32": bool(cfg.trainer.get("tf32", False)),
+        "test_precision": "64-true" if str(cfg.trainer.precision).startswith("64") else "32-true",
         "best_checkpoint": best,
         "seed": cfg.seed,
     }

@@ -399,7 +399,12 @@ CONFIG_MISTAKES = [
     ("negative learning rate", ["optim.lr=-1"], ["optim.lr=-1"]),
     ("negative max_steps", ["trainer.max_steps=-5"], ["trainer.max_steps=-5"]),
     ("zero batch size", ["data.batch_size=0"], ["data.batch_size=0"]),
-    ("mixed precision", ["trainer.precision=bf16-mixed"], ["trainer.precision=bf16-mixed", "32-true"]),
+    ("mixed precision for an untested model", ["model=nsf", "model.transform=affine", "trainer.precision=bf16-mixed"],
+     ["trainer.precision=bf16-mixed", "model=nsf", "32-true"]),
+    ("fp16 on a CPU", ["trainer.precision=16-mixed"], ["trainer.precision=16-mixed", "bf16-mixed"]),
+    ("a true reduced precision", ["trainer.precision=bf16-true"], ["trainer.precision=bf16-true", "bf16-mixed"]),
+    ("tf32 on a CPU", ["trainer.tf32=true"], ["trainer.tf32=true", "CUDA"]),
+    ("compile neither a bool nor auto", ["compile=sometimes"], ["compile=sometimes", "auto"]),
     ("training split smaller than a batch", ["data.n_train=10", "trainer.max_steps=12"], ["fewer than one batch"]),
     # issue 16
     ("negative seed", ["seed=-1"], ["seed=-1", "between 0 and 4294967295"]),
