@@ -399,8 +399,6 @@ CONFIG_MISTAKES = [
     ("negative learning rate", ["optim.lr=-1"], ["optim.lr=-1"]),
     ("negative max_steps", ["trainer.max_steps=-5"], ["trainer.max_steps=-5"]),
     ("zero batch size", ["data.batch_size=0"], ["data.batch_size=0"]),
-    ("mixed precision for an untested model", ["model=nsf", "model.transform=affine", "trainer.precision=bf16-mixed"],
-     ["trainer.precision=bf16-mixed", "model=nsf", "32-true"]),
     ("fp16 on a CPU", ["trainer.precision=16-mixed"], ["trainer.precision=16-mixed", "bf16-mixed"]),
     ("a true reduced precision", ["trainer.precision=bf16-true"], ["trainer.precision=bf16-true", "bf16-mixed"]),
     ("tf32 on a CPU", ["trainer.tf32=true"], ["trainer.tf32=true", "CUDA"]),
@@ -422,6 +420,8 @@ CONFIG_MISTAKES = [
 ]
 _NSF_MISTAKES = [
     ("nsf asked to reduce dimension", ["model=nsf", "model.latent_dim=1"], ["preserves dimension", "f_nsf"]),
+    ("mixed precision for an untested model", ["model=nsf", "model.transform=affine", "trainer.precision=bf16-mixed"],
+     ["trainer.precision=bf16-mixed", "model=nsf", "32-true"]),
 ]
 
 #: (id, data option, files under <tmp>/data, fragments): damaged data files, while resuming
