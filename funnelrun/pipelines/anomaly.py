@@ -47,7 +47,7 @@ from funnelrun.evaluation.anomaly import auroc, check_comparable, split_log_like
 from funnelrun.evaluation.metrics import bits_per_dim
 from funnelrun.pipelines.followup import key_of, may_change, read_run
 from funnelrun.pipelines.outputs import new_output_dir
-from funnelrun.run_files import write_json_atomic
+from funnelrun.run_files import atomic_file, write_json_atomic
 from funnelrun.validation import validate_config
 
 EVAL_METRICS_FILE = "eval_metrics.json"
@@ -134,7 +134,8 @@ def run_eval(argv: list[str]) -> Path:
         ckpt_path=str(run.checkpoint),
     )
     out = new_output_dir(run.path, None, kind="eval")
-    torch.save(scores, out / "scores.pt")
+    with atomic_file(out / "scores.pt") as f:
+        torch.save(scores, f)
     write_json_atomic(out / EVAL_METRICS_FILE, metrics)
     kind = "exact" if model.exact else "ELBO, the paper's score; IS estimates: ood/*_is"
     unit = "BPD" if has_bpd else "NLL"

@@ -15,6 +15,7 @@ from funnelrun.errors import FunnelrunError
 from funnelrun.models.flow import Flow
 from funnelrun.run_files import CHECKPOINT_DIR
 from funnelrun.training.callbacks import CheckpointOnInterrupt, CheckpointOnSignal, FiniteModelCheckpoint
+from funnelrun.training.checkpoint_io import AtomicCheckpointIO
 from funnelrun.training.progress import progress_callbacks, quiet_lightning
 
 # Our DataModule resumes mid-epoch exactly (its state_dict carries the global step, and the
@@ -46,10 +47,12 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     for key in ("limit_val_batches", "limit_test_batches"):
         if kwargs[key] is None:
             del kwargs[key]
+    # checkpoints written atomically in the run directory's own file system, read weights-only
+    kwargs["plugins"] = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         # submitit (hydra/launcher=slurm) requeues on its signal after CheckpointOnSignal has saved;
         # Lightning's own SLURM requeue on SIGUSR1 would race them
-        kwargs["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+        kwargs["plugins"].append(SLURMEnvironment(auto_requeue=False))
     return kwargs
 
 
