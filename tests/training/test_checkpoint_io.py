@@ -5,6 +5,9 @@
   temporary file behind.
 - A disk that fills during a checkpoint (injected ENOSPC; a real 320 KiB tmpfs where this process may
   mount one) ends the run with ``funnelrun: error:`` and exit 2, every ``*.ckpt`` left loadable.
+- SIGKILL in the middle of a checkpoint write, or between the write and the rename, with the
+  checkpoint on another file system than ``$TMPDIR``, leaves the previous checkpoint whole
+  (``scripts/kill_during_write.py`` does the same to whole runs at random moments and resumes them).
 - Every checkpoint is read with ``torch.load(weights_only=True)``: real funnelrun checkpoints load so,
   a crafted pickle is refused with a clear message and its code never runs.
 """
@@ -14,8 +17,10 @@ import errno
 import hashlib
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -187,3 +192,66 @@ def test_real_checkpoints_load_weights_only(run_cli, tmp_path):
         checkpoint = torch.load(ckpt, weights_only=True)  # no safe globals needed
         assert checkpoint["global_step"] == 6 and "funnelrun" in checkpoint
     assert pickle.HIGHEST_PROTOCOL  # (pickle imported for the payload's protocol)
+
+
+# -- SIGKILL while a checkpoint is written, the run directory on another file system than $TMPDIR -----
+KILLED_WRITER = r"""
+import os, sys, time
+from pathlib import Path
+import torch
+from funnelrun import run_files
+from funnelrun.training.checkpoint_io import AtomicCheckpointIO
+path, stage = Path(sys.argv[1]), sys.argv[2]
+real_replace = os.replace
+def replace(src, dst):  # the failure injected between the write and the rename
+    if stage == "before-rename":
+        print("written", flush=True)
+        time.sleep(600)
+    real_replace(src, dst)
+run_files.os.replace = replace
+real_save = torch.save
+def save(obj, f):
+    if stage == "mid-write":
+        f.write(b"PK\x03\x04" + b"\0" * 65536)
+        f.flush()
+        print("written", flush=True)
+        time.sleep(600)
+    real_save(obj, f)
+torch.save = save
+AtomicCheckpointIO().save_checkpoint({"step": 2, "w": torch.ones(100000)}, path)
+"""
+
+
+def _other_file_system(tmp_path: Path) -> Path:
+    """A directory on another file system than $TMPDIR (tmp_path's): a tmpfs mounted here, else /dev/shm."""
+    mount = tmp_path / "mnt"
+    if _try_mount_tmpfs(mount, "16m"):
+        return mount
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and os.stat(shm).st_dev != os.stat(tmp_path).st_dev:
+        return Path(tempfile.mkdtemp(dir=shm))
+    pytest.skip("no second file system here (no tmpfs mount, no /dev/shm)")
+
+
+@pytest.mark.parametrize("stage", ["mid-write", "before-rename"])
+def test_sigkill_while_a_checkpoint_is_written_keeps_the_previous_one(tmp_path, stage):
+    other = _other_file_system(tmp_path)
+    try:
+        assert os.stat(other).st_dev != os.stat(tmp_path).st_dev
+        path = other / "checkpoints" / "last.ckpt"
+        AtomicCheckpointIO().save_checkpoint({"step": 1, "w": torch.zeros(100000)}, path)
+        before = _digest(path)
+        env = {**os.environ, "TMPDIR": str(tmp_path)}  # $TMPDIR on the other file system
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path), stage], env=env,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "written"
+        proc.kill()
+        proc.wait()
+        assert _digest(path) == before and read_checkpoint(path)["step"] == 1
+        assert not [p for p in tmp_path.iterdir() if p.name != "mnt"]  # nothing went through $TMPDIR
+        # the killed writer's temporary file is never a *.ckpt, so nothing reads it as a checkpoint
+        assert [p.name for p in path.parent.glob("*.ckpt")] == ["last.ckpt"]
+    finally:
+        subprocess.run(["umount", str(other)], check=False, capture_output=True)
+        if other.parent == Path("/dev/shm"):
+            shutil.rmtree(other, ignore_errors=True)
