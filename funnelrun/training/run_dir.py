@@ -81,25 +81,27 @@ MAX_STEPS = "trainer.max_steps"
 
 
 def _check_resume(run_dir: Path, cfg: DictConfig, config_text: str) -> None:
-    """Resuming in place runs what ``config.yaml`` records. A finished run is never rewritten: the
-    one change that continues it is a larger ``trainer.max_steps`` (its earlier results move to
-    ``history/step<N>/``); anything else, or nothing new to train, is refused. ``config.yaml`` is
-    rewritten only with the new ``trainer.max_steps``: what it records is what ran."""
+    """Resuming in place. A finished run is never rewritten: the one change that continues it is a
+    larger ``trainer.max_steps`` (its earlier results move to ``history/step<N>/``); any other
+    setting than ``config.yaml``'s, or nothing new to train, is refused. An interrupted run resumes
+    with the settings given (the checkpoint's model and data shape are checked elsewhere), and
+    ``config.yaml`` is rewritten to record them, with a note naming what changed: what it records is
+    what ran."""
     recorded = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
     wanted = yaml.safe_load(config_text)
-    diffs = [(k, a, b) for k, a, b in differences(recorded, wanted) if k not in RESUME_MAY_CHANGE and k != MAX_STEPS]
+    changed = [(k, a, b) for k, a, b in differences(recorded, wanted) if k not in RESUME_MAY_CHANGE]
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
     elsewhere = f"ckpt_path={last} <the settings you want>"
-    if diffs:
-        listed = "\n  ".join(f"{k}: {CONFIG_FILE} records {a!r}, this command has {b!r}" for k, a, b in diffs)
-        raise FunnelrunError(
-            f"{run_dir} holds a run with other settings; resuming it in place would run settings "
-            f"{CONFIG_FILE} does not record:\n  {listed}\nResume it with its own settings (only "
-            f"{MAX_STEPS} may grow), or continue from its checkpoint in a new directory (no hydra.run.dir): "
-            f"{elsewhere}"
-        )
     metrics_file = run_dir / METRICS_FILE
     if metrics_file.exists():
+        diffs = [(k, a, b) for k, a, b in changed if k != MAX_STEPS]
+        if diffs:
+            listed = "\n  ".join(f"{k}: {CONFIG_FILE} records {a!r}, this command has {b!r}" for k, a, b in diffs)
+            raise FunnelrunError(
+                f"{run_dir} holds a finished run with other settings; funnelrun never rewrites a finished "
+                f"run's results:\n  {listed}\nExtend it with its own settings (only {MAX_STEPS} may grow), or "
+                f"continue from its checkpoint in a new directory (no hydra.run.dir): {elsewhere}"
+            )
         steps = int((json.loads(metrics_file.read_text()) or {}).get("steps") or 0)
         if int(cfg.trainer.max_steps) <= steps:
             raise FunnelrunError(
@@ -111,7 +113,10 @@ def _check_resume(run_dir: Path, cfg: DictConfig, config_text: str) -> None:
         archive_results(run_dir, steps)
         print(f"extending the finished run in {run_dir} from step {steps} to {cfg.trainer.max_steps}; its "
               f"results so far are in {run_dir / HISTORY_DIR / f'step{steps}'}", flush=True)
-    if recorded.get("trainer", {}).get("max_steps") != wanted.get("trainer", {}).get("max_steps"):
+    elif changed:
+        print(f"resuming {run_dir} with settings other than its {CONFIG_FILE} recorded; it records them now: "
+              + ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed), flush=True)
+    if changed:
         write_atomic(run_dir / CONFIG_FILE, config_text)
 
 

@@ -9,16 +9,13 @@ import json
 import os
 import shutil
 import signal
-import sys
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 
-from funnelrun.cli import main
 from funnelrun.training.module import DensityEstimator
 
-from conftest import TINY_NSF
+from conftest import TINY_NSF, run_funnelrun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 #: first validation (and checkpoint by ModelCheckpoint) at step 8, the end at 12
@@ -50,16 +47,7 @@ def _step(ckpt) -> int:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("whole") / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["funnelrun", f"hydra.run.dir={run_dir}", *RUN])
-        GlobalHydra.instance().clear()
-        try:
-            main()
-        finally:
-            GlobalHydra.instance().clear()
-            torch.set_num_threads(threads)
+    run_funnelrun(run_dir, *RUN)
     return json.loads((run_dir / "metrics.json").read_text())
 
 
@@ -121,17 +109,8 @@ def _snapshot(run_dir):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["funnelrun", f"hydra.run.dir={run_dir}", *FINISHED])
-        GlobalHydra.instance().clear()
-        try:
-            main()
-        finally:
-            GlobalHydra.instance().clear()
-            torch.set_num_threads(threads)
-    assert (run_dir / "metrics.json").is_file() and (run_dir / "density.png").is_file()
+    run_funnelrun(run_dir, *FINISHED)
+    assert (run_dir / "density.png").is_file()
     return run_dir
 
 
@@ -144,7 +123,7 @@ def finished(finished_run, tmp_path):
 
 @pytest.mark.parametrize("extra,fragments", [
     ([], ["finished run (12 steps", "nothing more to train", "trainer.max_steps=<more than 12>"]),
-    (["data.n_test=1"], ["other settings", "data.n_test: config.yaml records 300, this command has 1"]),
+    (["data.n_test=1"], ["finished run with other settings", "data.n_test: config.yaml records 300, this command has 1"]),
     (["data=two_moons"], ["other settings", "data.name"]),
     (["trainer.max_steps=20", "optim.lr=0.01"], ["other settings", "optim.lr"]),
 ], ids=["nothing new", "other test size", "other data", "longer with another lr"])
@@ -202,3 +181,14 @@ def test_the_schedule_rebuilt_mid_way_is_the_closed_form_cosine():
         opt.step()
         sched.step()
         assert opt.param_groups[0]["lr"] == pytest.approx(cosine_lr(0.5, step, 40), abs=1e-12)
+
+
+def test_an_interrupted_run_resumed_with_other_settings_records_them(run_cli, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as mp:
+        _interrupt_at(mp, 3, "signal")
+        assert run_cli(run_dir, *RUN).code == 143
+    resumed = run_cli(run_dir, *RUN, "trainer.val_check_interval=6", "ckpt_path=last")
+    assert resumed.code == 0, resumed.err[-2000:]
+    assert "trainer.val_check_interval: 8 -> 6" in resumed.out
+    assert "val_check_interval: 6" in (run_dir / "config.yaml").read_text()  # what ran
