@@ -127,7 +127,7 @@ def _train_job(cfg: DictConfig, run_dir: Path) -> float:
     from funnelrun.pipelines.ldmask import is_ldmask, train_ldmask
     from funnelrun.pipelines.train import summary_lines, train
 
-    rank_zero = rank_zero_only.rank == 0
+    rank_zero = rank_zero_only.rank == 0  # type: ignore[attr-defined]  # set on the function by Lightning
     fresh = rank_zero and run_dir.is_dir() and not any(run_dir.iterdir())
     discard = False
     try:
