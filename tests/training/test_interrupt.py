@@ -1,7 +1,8 @@
 """Ctrl-C as on SIGTERM: the run stops at a step boundary, saves its state, prints the command that
 resumes it, exits 130; that command, run as printed, finishes the run. Shown on the two-stage
 log-det-masking run stopped in its stage 1, whose resume command names the run directory (not its
-stage1/ subdirectory)."""
+stage1/ subdirectory). A stop during the final test (SIGTERM, SIGUSR1) exits 143 without
+metrics.json, never 0, and the same command then only tests."""
 from __future__ import annotations
 
 import json
