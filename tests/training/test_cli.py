@@ -73,8 +73,9 @@ def test_never_writes_into_an_earlier_run(run_cli, tmp_path):
     again = run_cli(run_dir, *TINY, "seed=1")
     assert again.code != 0
     assert "already holds a run" in again.err
-    # the run finished: the hint continues it in a new directory, never ckpt_path=last (which resumes in place)
-    assert "ckpt_path=last" not in again.err
+    # the run finished: the hints extend it in place (only a larger trainer.max_steps, its results kept
+    # in history/) or continue it in a new directory
+    assert "ckpt_path=last trainer.max_steps=<more steps> (its results so far are kept in history/)" in again.err
     assert f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'} trainer.max_steps=" in again.err
     assert (run_dir / "metrics.json").read_bytes() == before
 
