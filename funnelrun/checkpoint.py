@@ -39,10 +39,10 @@ def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> dict[str, Any
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" not in str(exc) and "Weights only" not in str(exc):
-            raise _unreadable(path, exc) from exc
-        found = re.search(r"(?:GLOBAL|global|Unsupported operand)\s*:?\s*([\w.]+(?: [\w.]+)?)", str(exc))
-        what = f" ({found.group(0)})" if found else ""
+        if "Unsupported global" not in str(exc) and "Unsupported operand" not in str(exc):
+            raise _unreadable(path, exc) from exc  # garbage or a truncated file, not a crafted one
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f" (first: {found.group(1)})" if found else ""
         raise FunnelrunError(
             f"refused to load {path}: it holds Python objects other than tensors and plain data{what}, which "
             "unpickling would run as code. funnelrun checkpoints hold tensors and plain data only and are "
