@@ -39,7 +39,7 @@ def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> dict[str, Any
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc) and "Unsupported operand" not in str(exc):
+        if "Unsupported global" not in str(exc):
             raise _unreadable(path, exc) from exc  # garbage or a truncated file, not a crafted one
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         what = f" (first: {found.group(1)})" if found else ""
