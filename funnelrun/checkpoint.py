@@ -54,8 +54,11 @@ def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> dict[str, Any
 
 
 def _unreadable(path: Path, exc: BaseException) -> FunnelrunError:
+    detail = str(exc)
+    if "WeightsUnpickler error:" in detail:  # torch's advice to reload with weights_only=False: never
+        detail = detail.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
     return FunnelrunError(
-        f"could not read checkpoint {path}: {type(exc).__name__}: {exc}. The file is truncated or "
+        f"could not read checkpoint {path}: {type(exc).__name__}: {detail}. The file is truncated or "
         "not a funnelrun checkpoint; use another (e.g. the best-*.ckpt beside it)"
     )
 
