@@ -41,7 +41,10 @@ CONFIG_MISTAKES = [
     ("negative max_steps", ["trainer.max_steps=-5"], ["trainer.max_steps=-5"]),
     ("zero batch size", ["data.batch_size=0"], ["data.batch_size=0"]),
     ("mixed precision", ["trainer.precision=bf16-mixed"], ["trainer.precision=bf16-mixed", "32-true"]),
-    ("training split smaller than a batch", ["data.n_train=10", "trainer.max_steps=12"], ["fewer than one batch"]),
+    # while resuming a finished run, refused as a change of its settings before the data are read
+    # (a fresh run gets "fewer than one batch": tests/training/test_cli.py)
+    ("training split smaller than a batch", ["data.n_train=10", "trainer.max_steps=12"],
+     ["finished run with other settings", "data.n_train: config.yaml records 512, this command has 10"]),
 ]
 
 

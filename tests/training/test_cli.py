@@ -154,3 +154,9 @@ def test_debug_fast_says_its_test_covers_part_of_the_split(run_cli, tmp_path):
     m = result.metrics
     assert (m["test/examples"], m["test/split_examples"]) == (200, 300)
     assert "over 200 of the 300 test examples (trainer.limit_test_batches)" in result.out
+
+
+def test_a_training_split_smaller_than_a_batch_is_refused(run_cli, tmp_path):
+    result = run_cli(tmp_path / "run", *TINY, "data.n_train=10", "trainer.max_steps=12")
+    assert result.code == 2 and "fewer than one batch of 64" in result.err, result.err[-2000:]
+    assert not (tmp_path / "run" / "metrics.json").exists()
