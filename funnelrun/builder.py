@@ -7,12 +7,21 @@ from pathlib import Path
 from typing import Any, Optional, cast
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from funnelrun.checkpoint import check_compatible, load_weights, read_checkpoint, resolve_ckpt_path
+from funnelrun.checkpoint import (
+    check_checkpoint_contents,
+    check_compatible,
+    check_weight_shapes,
+    load_weights,
+    read_checkpoint,
+    resolve_ckpt_path,
+)
 from funnelrun.config import compose_config
 from funnelrun.data.base import FunnelDataModule
+from funnelrun.errors import FunnelrunError
 from funnelrun.models.flow import Flow
 from funnelrun.validation import validate_config
 
@@ -29,10 +38,40 @@ def build_model(cfg: DictConfig, datamodule: FunnelDataModule) -> Flow:
     """The configured model, starting with the data's preprocessing layers (e.g. image rescale +
     logit), so their Jacobian is in every log-likelihood and BPD. They preserve the dimension, so
     ``latent_dim`` is unchanged."""
-    model = instantiate(cfg.model, data_shape=datamodule.data_shape)
+    try:
+        model = instantiate(cfg.model, data_shape=datamodule.data_shape)
+    except (MemoryError, RuntimeError, InstantiationException) as exc:
+        cause = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc
+        if not _out_of_memory(cause):
+            raise
+        raise FunnelrunError(
+            f"building the model ran out of memory ({str(cause).splitlines()[0][:200]}); its largest sizes: "
+            f"{', '.join(_largest_sizes(cfg.model))}: make them smaller"
+        ) from exc
     for position, layer in enumerate(datamodule.preprocessing()):
         model.transform.transforms.insert(position, layer)
     return model
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or any(
+        words in text for words in ("not enough memory", "out of memory", "can't allocate memory"))
+
+
+def _largest_sizes(node: Any, where: str = "model", top: int = 3) -> list[str]:
+    """``key=value`` of the ``top`` largest integer settings in ``node`` (nested ones included)."""
+    found: list[tuple[int, str]] = []
+
+    def walk(value: Any, name: str) -> None:
+        if isinstance(value, DictConfig):
+            for key in value.keys():
+                walk(value.get(key), name + "." + str(key))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            found.append((value, name))
+
+    walk(node, where)
+    return [f"{name}={value}" for value, name in sorted(found, reverse=True)[:top]]
 
 
 def fingerprint(cfg: DictConfig, datamodule: FunnelDataModule) -> dict[str, Any]:
@@ -57,8 +96,9 @@ def build(cfg: DictConfig, ckpt_path: Optional[Path] = None) -> tuple[Flow, Funn
     datamodule = build_data(cfg)
     model = build_model(cfg, datamodule)
     if ckpt_path is not None:
-        checkpoint = read_checkpoint(ckpt_path)
+        checkpoint = check_checkpoint_contents(read_checkpoint(ckpt_path), ckpt_path)
         check_compatible(ckpt_path, checkpoint, fingerprint(cfg, datamodule))
+        check_weight_shapes(checkpoint, ckpt_path, model)
         load_weights(model, ckpt_path, checkpoint)
         model.eval()
     return model, datamodule

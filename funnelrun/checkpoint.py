@@ -68,6 +68,43 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return load_checkpoint_file(path)
 
 
+#: what every checkpoint Lightning writes holds (and resuming reads)
+LIGHTNING_KEYS = ("state_dict", "pytorch-lightning_version", "global_step", "epoch")
+
+
+_USE_FUNNELRUNS = "use a checkpoint funnelrun wrote (<run dir>/checkpoints/last.ckpt or best-step*.ckpt)"
+
+
+def check_checkpoint_contents(obj: Any, path: Path) -> dict[str, Any]:
+    """``obj`` as read from ``path`` must be a Lightning checkpoint: a dict with :data:`LIGHTNING_KEYS`,
+    its ``state_dict`` a dict of tensors; returns it, else raises a FunnelrunError saying what the file holds."""
+    if not isinstance(obj, dict):
+        raise FunnelrunError(f"{path} holds a {type(obj).__name__}, not a checkpoint (a dict of Lightning's "
+                             f"entries {', '.join(LIGHTNING_KEYS)}); {_USE_FUNNELRUNS}")
+    missing = [key for key in LIGHTNING_KEYS if key not in obj]
+    if missing:
+        raise FunnelrunError(f"{path} is not a Lightning checkpoint: it lacks {', '.join(map(repr, missing))} "
+                             f"(it has {', '.join(map(repr, list(obj)[:8])) or 'nothing'}); {_USE_FUNNELRUNS}")
+    weights = obj["state_dict"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise FunnelrunError(f"{path}: its 'state_dict' is not a dict of tensors; {_USE_FUNNELRUNS}")
+    return obj
+
+
+def check_weight_shapes(checkpoint: dict[str, Any], path: Path, model: torch.nn.Module) -> None:
+    """Every weight of ``model`` must be in the checkpoint with the model's shape (checked after
+    :func:`check_compatible`, so a checkpoint of another model is reported as such)."""
+    weights = checkpoint["state_dict"]
+    expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [f"{k}: {tuple(weights[k].shape)} in the file, {shape} in the model"
+             for k, shape in expected.items() if k in weights and tuple(weights[k].shape) != shape]
+    absent = [k for k in expected if k not in weights]
+    if wrong or absent:
+        listed = wrong[:3] + [f"{k}: missing from the file" for k in absent[: max(0, 3 - len(wrong))]]
+        raise FunnelrunError(f"the weights in {path} do not fit this model ({len(wrong)} of wrong shape, "
+                             f"{len(absent)} missing): " + "; ".join(listed) + f"; {_USE_FUNNELRUNS}")
+
+
 def model_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The model's state dict in a checkpoint of :class:`~funnelrun.training.module.DensityEstimator`
     (its keys without the module's ``model.`` prefix), for ``Flow.load_state_dict``."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import re
 import shlex
 import shutil
 import sys
 import time
 import traceback
-from contextlib import nullcontext, suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional, Union
 
@@ -32,7 +33,7 @@ from funnelrun.config import check_overrides, register_configs
 from funnelrun.console import console_log
 from funnelrun.errors import FunnelrunError, RunInterrupted
 from funnelrun.run_files import FAILURE_FILE, write_json_atomic
-from funnelrun.run_lock import RunDirectoryLocked, run_lock
+from funnelrun.run_lock import run_lock
 from funnelrun.validation import check_devices
 
 register_configs()
@@ -69,6 +70,34 @@ def _stopped(stop: RunInterrupted) -> NoReturn:
     command = shlex.join(["funnelrun", *kept, f"hydra.run.dir={stop.resume_dir}", "ckpt_path=last"])
     print(f"funnelrun: {stop}\nresume with: {command}", file=sys.stderr, flush=True)
     sys.exit(stop.exit_code)
+
+
+def _storage_error(exc: OSError, fix: str) -> FunnelrunError:
+    return FunnelrunError(f"could not write {exc.filename or 'the outputs'}: {exc.strerror or exc}. {fix}")
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """``hydra.run.dir`` must be (or be made inside) a writable directory: not a file, not below a
+    file, not on a read-only file system; raise a FunnelrunError before Hydra makes anything."""
+    path = run_dir.expanduser().absolute()
+    for place in (path, *path.parents):
+        if not place.exists():
+            continue
+        if not place.is_dir():
+            where = "is" if place == path else f"is below {place}, which is"
+            raise FunnelrunError(f"hydra.run.dir={run_dir} {where} a file, not a directory; choose another "
+                                 "hydra.run.dir=<dir>")
+        if not os.access(place, os.W_OK):
+            raise FunnelrunError(
+                f"cannot write to {place} (a read-only file system, or no permission), where hydra.run.dir="
+                f"{run_dir} {'is' if place == path else 'would be made'}; choose a writable hydra.run.dir=<dir>"
+            )
+        return
+
+
+def _run_dir_override(overrides: list[str]) -> Optional[Path]:
+    values = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra.run.dir=")]
+    return Path(values[-1]) if values else None
 
 
 def _holds_only_log(run_dir: Path) -> bool:
@@ -130,11 +159,15 @@ def _train_job(cfg: DictConfig, run_dir: Path) -> float:
     rank_zero = rank_zero_only.rank == 0  # type: ignore[attr-defined]  # set on the function by Lightning
     fresh = rank_zero and run_dir.is_dir() and not any(run_dir.iterdir())
     discard = False
+    storage_fix = ("Free space or choose a writable hydra.run.dir; files are written atomically, so earlier "
+                   "outputs are untouched")
     try:
-        # one process per run directory (DDP ranks > 0 run inside rank 0's): a second stops here
-        with run_lock(run_dir) if rank_zero else nullcontext(), \
-                console_log(run_dir / LOG_FILE) if rank_zero else nullcontext():
+        with ExitStack() as log:
             try:
+                if rank_zero:
+                    # one process per run directory (DDP ranks > 0 run inside rank 0's): a second stops here
+                    log.enter_context(run_lock(run_dir))
+                    log.enter_context(console_log(run_dir / LOG_FILE))
                 metrics = (train_ldmask if is_ldmask(cfg) else train)(cfg, run_dir)
             except RunInterrupted as stop:
                 _stopped(stop)
@@ -148,15 +181,10 @@ def _train_job(cfg: DictConfig, run_dir: Path) -> float:
             except OSError as exc:
                 if exc.errno not in _STORAGE_ERRNOS:
                     raise
-                _fail(FunnelrunError(
-                    f"could not write {exc.filename or 'the run outputs'}: {exc.strerror}. Free space or choose "
-                    f"a writable hydra.run.dir; files are written atomically, so earlier outputs are untouched"
-                ))
+                _fail(_storage_error(exc, storage_fix))
             if rank_zero:
                 for line in summary_lines(metrics, run_dir):
                     print(line, flush=True)
-    except RunDirectoryLocked as exc:  # another process holds the directory: nothing touched
-        _fail(exc)
     finally:
         if discard and _holds_only_log(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -184,6 +212,7 @@ def main() -> Any:
             cfg = check_overrides(args.overrides, multirun=args.multirun)
             if cfg is not None and not args.cfg:
                 check_devices(cfg)
+                check_run_dir(_run_dir_override(args.overrides) or Path("outputs"))
     except FunnelrunError as exc:
         _fail(exc)
     if not args.multirun and "hydra.mode=MULTIRUN" not in args.overrides and not _sweeps(args.overrides):
@@ -229,6 +258,12 @@ def _run_tool(tool: str, run: Callable[[list[str]], Any], usage: Callable[[], st
         run(argv)
     except (FunnelrunError, InstantiationException) as exc:
         _fail(exc, tool)
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        elsewhere = " or give a writable sample.out_dir=<dir>" if tool == "funnelrun-sample" else ""
+        fix = f"{tool} writes only new files, so earlier outputs are untouched; free space{elsewhere}"
+        _fail(_storage_error(exc, fix), tool)
 
 
 def check_main(argv: Optional[list[str]] = None) -> None:

@@ -281,7 +281,11 @@ class TrainerConfig:
     check_val_every_n_epoch: Optional[int] = None
     gradient_clip_val: float = 5.0
     gradient_clip_algorithm: str = "norm"
+    #: 32-true (default), 64-true; bf16-mixed (CPU, CUDA) or 16-mixed (CUDA): the conditioner nets
+    #: of training steps in that precision, everything else fp32; validation and test always fp32
     precision: str = "32-true"
+    #: CUDA only: the conditioner nets' fp32 matmuls and convolutions may use TF32 (training steps)
+    tf32: bool = False
     log_every_n_steps: int = 50
     limit_val_batches: Optional[float] = None
     limit_test_batches: Optional[float] = None
@@ -367,9 +371,11 @@ class FunnelrunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     seed: int = 0
-    #: torch.compile the training log-density (faster steps after a long first one; falls back to
-    #: eager with a warning where compilation fails)
-    compile: bool = False
+    #: torch.compile the training log-density: true, false, or auto (compile when the run is long
+    #: enough for the compile time to pay back, judged from its first eager steps and
+    #: trainer.max_steps; funnelrun/training/compile.py). Falls back to eager with a warning where
+    #: compilation fails
+    compile: Any = "auto"
     #: null (train from scratch), "last" (resume this run directory), or a path to a .ckpt
     ckpt_path: Optional[str] = None
     #: a run directory holding an interrupted run (checkpoint, no metrics.json) is resumed, so a

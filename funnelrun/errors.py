@@ -1,11 +1,25 @@
 """The one exception type for user-facing problems: the CLI prints its message and exits non-zero."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Optional
 
 
 class FunnelrunError(Exception):
     """A problem with the user's input (config, data, checkpoint, output directory), with its fix."""
+
+
+def unreadable(path: Path, exc: Optional[BaseException] = None) -> Optional[FunnelrunError]:
+    """The error for a data file funnelrun may not read (``exc``, by default the exception being
+    handled, is a PermissionError), or None when the problem is something else (a damaged file)."""
+    exc = sys.exc_info()[1] if exc is None else exc
+    if isinstance(exc, PermissionError):
+        return FunnelrunError(
+            f"cannot read {path}: permission denied ({exc.strerror or exc}); make it readable (chmod, or ask its "
+            "owner) or point data.data_dir at a copy you can read"
+        )
+    return None
 
 
 class RunInterrupted(FunnelrunError):

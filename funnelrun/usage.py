@@ -44,8 +44,9 @@ config groups (group=option):
 {groups_text()}
 
 top-level keys: seed, ckpt_path (last: resume the run in hydra.run.dir; or a .ckpt file), auto_resume,
-  compile, log_every_s (seconds between progress lines), name; sections data.*, model.*, trainer.*,
-  optim.*, eval.*, sample.* (every key and its value below). A misspelt key or option, or a value of
+  compile (auto, the default: when the run is long enough to pay it back; true; false), log_every_s
+  (seconds between progress lines), name; sections data.*, model.*, trainer.*, optim.*, eval.*,
+  sample.* (every key and its value below). A misspelt key or option, or a value of
   the wrong type, stops with the closest valid ones and exit status 2.
 Ctrl-C, SIGTERM, SIGUSR1/2: save checkpoints/last.ckpt, print the command that resumes, exit 130
   (Ctrl-C) or 143.

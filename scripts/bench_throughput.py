@@ -27,6 +27,21 @@ Architectures (NSF paper's UCI models, as in nflows' ``nsf`` experiments): step 
 (no LU layer, its coupling is a MADE with two passes over *all* features, pre-activation-free
 residual blocks, spline bound 5): its row is the nearest zuko NSF at the same width, bins and depth,
 marked ``~``, with its own parameter count.
+
+``--precision bf16-mixed`` adds bf16 rows: funnelrun's models with their conditioner nets in bf16 and
+everything else fp32 (``funnelrun.transforms.nets.conditioner_precision``, what
+``trainer.precision=bf16-mixed`` trains with), and the peers under a whole-forward
+``torch.autocast(bf16)`` (the only bf16 they offer), where it runs; the fp32 rows stay, and the
+"x nflows" column is always against nflows in fp32. The bf16 rows are training steps in bf16;
+their log-prob and sampling columns are fp32 (funnelrun scores in fp32).
+
+``--time-to-quality`` adds the time-to-quality rows: the POWER-sized coupling NSF trained on a
+synthetic 6-D set (:func:`synthetic_6d`, a fixed nonlinear map of a Gaussian) by funnelrun (fp32,
+and bf16 with ``--precision``) and by an nflows loop of the same architecture, with the same Adam
+(lr 5e-4), batches and initial seed, in interleaved chunks of ``--ttq-chunk`` steps; the validation
+NLL (10,000 held-out points, fp32, off the clock) after every chunk. It prints the training wall
+time until the validation NLL first reaches ``--ttq-target`` (null if not within ``--ttq-steps``) and
+the final validation NLL of the fixed-length run.
 """
 from __future__ import annotations
 
@@ -38,9 +53,9 @@ import statistics
 import sys
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, ContextManager, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +63,7 @@ from torch import Tensor, nn
 
 from funnelrun.models.f_nsf import build_f_nsf
 from funnelrun.models.nsf import build_nsf
+from funnelrun.transforms.nets import conditioner_precision
 
 warnings.filterwarnings("ignore")
 
@@ -87,6 +103,9 @@ class Bench:
     note: str = ""
     fused_adam: bool = False
     eager_log_prob: Optional[Callable[[Tensor], Tensor]] = None
+    #: the training step's precision: None (fp32), "conditioners" (funnelrun's bf16-mixed) or
+    #: "autocast" (a whole-forward torch.autocast(bf16): the peers)
+    bf16: Optional[str] = None
     results: dict = field(default_factory=dict)
     times: dict = field(default_factory=lambda: {"train": [], "logp": [], "sample": []})
 
@@ -105,6 +124,12 @@ def funnelrun_models(size: Size, kind: str, args) -> list[Bench]:
         out.append(Bench("funnelrun" + tag, "NSF", nsf, nsf.log_prob, nsf.sample, fused_adam=not tag))
         if tag:
             out[-1].note = "the same model built from the baseline checkout (before this change)"
+            f_nsf_builder = __import__(f"{package}.models.f_nsf", fromlist=["build_f_nsf"]).build_f_nsf
+            torch.manual_seed(0)
+            base_f = f_nsf_builder((size.features,), **common, dim_reduction=max(1, size.features // 3),
+                                   funnel_level=size.steps // 2, conditional="flow")
+            out.append(Bench("funnelrun" + tag, "F-NSF", base_f, base_f.log_prob, base_f.sample, fused_adam=True,
+                             note="the same F-NSF built from the baseline checkout"))
     if args.compile:
         from funnelrun.training.compile import maybe_compile
 
@@ -128,6 +153,13 @@ def funnelrun_models(size: Size, kind: str, args) -> list[Bench]:
         out.append(Bench("funnelrun", "F-NSF+compile", f_nsf_c, compiled, f_nsf_c.sample,
                          eager_log_prob=f_nsf_c.log_prob))
     out += _f_mlp_bench(size, out[0].module, dropped)
+    if args.precision == "bf16-mixed":
+        for label, builder, extra in (("NSF", build_nsf, {}), ("F-NSF", build_f_nsf, dict(
+                dim_reduction=dropped, funnel_level=size.steps // 2, conditional="flow"))):
+            torch.manual_seed(0)
+            model = builder((size.features,), **common, **extra)
+            out.append(Bench("funnelrun", f"{label} bf16", model, model.log_prob, model.sample, fused_adam=True,
+                             bf16="conditioners"))
     return out
 
 
@@ -241,6 +273,28 @@ def zuko_model(size: Size, kind: str) -> Optional[Bench]:
 # ------------------------------------------------------------------------------------------------
 # Measurements
 # ------------------------------------------------------------------------------------------------
+def peer_bf16(peer: Optional[Bench], size: Size) -> Optional[Bench]:
+    """A peer's model (a fresh copy) trained under a whole-forward ``torch.autocast(bf16)``, or None
+    with a note on stdout where a step fails so."""
+    if peer is None:
+        return None
+    peer.label, peer.bf16 = f"{peer.label} bf16-autocast", "autocast"
+    peer.note = "the whole forward under torch.autocast(bf16) (log-dets included)"
+    x = torch.randn(size.batch, size.features)
+    try:
+        with training_precision("autocast", "cpu"):
+            loss = -peer.log_prob(x).mean()
+        loss.backward()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()}")
+    except Exception as err:  # noqa: BLE001 -- report what the peer cannot do, then go on
+        print(f"- {peer.library} {peer.label}: not timed, a training step fails ({type(err).__name__}: {err})")
+        return None
+    finally:
+        peer.module.zero_grad(set_to_none=True)
+    return peer
+
+
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
@@ -279,9 +333,19 @@ class Trainer:
         x = self.data[self.i % len(self.data)]
         self.i += 1
         self.opt.zero_grad(set_to_none=True)
-        loss = -self.bench.log_prob(x).mean()
+        with training_precision(self.bench.bf16, x.device.type):
+            loss = -self.bench.log_prob(x).mean()
         loss.backward()
         self.opt.step()
+
+
+def training_precision(bf16: Optional[str], device: str) -> ContextManager[object]:
+    """The context of a bench's training forward (see ``Bench.bf16``)."""
+    if bf16 == "conditioners":
+        return conditioner_precision(torch.bfloat16, device)
+    if bf16 == "autocast":
+        return torch.autocast(device, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def step_flops_and_memory(bench: Bench, x: Tensor) -> tuple[float, float]:
@@ -301,7 +365,8 @@ def step_flops_and_memory(bench: Bench, x: Tensor) -> tuple[float, float]:
 
     log_prob = bench.eager_log_prob or bench.log_prob
     try:
-        with counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                training_precision(bench.bf16, x.device.type):
             loss = -log_prob(x).mean()
         with counter:
             loss.backward()
@@ -336,10 +401,17 @@ def calibrate(fn: Callable[[], object], seconds: float) -> int:
 
 def run_size(size: Size, kind: str, args, peak: float) -> list[Bench]:
     benches = funnelrun_models(size, kind, args)
-    for peer in (nflows_model(size, kind), zuko_model(size, kind)):
-        if peer is not None:
-            peer.fused_adam = args.peer_fused_adam
-            benches.append(peer)
+    for peer_model in (nflows_model, zuko_model):
+        peer = peer_model(size, kind)
+        if peer is None:
+            continue
+        peer.fused_adam = args.peer_fused_adam
+        benches.append(peer)
+        if args.precision == "bf16-mixed":
+            bf16_peer = peer_bf16(peer_model(size, kind), size)
+            if bf16_peer is not None:
+                bf16_peer.fused_adam = args.peer_fused_adam
+                benches.append(bf16_peer)
     g = torch.Generator().manual_seed(1)
     data = [torch.randn(size.batch, size.features, generator=g) for _ in range(8)]
     eval_x = torch.randn(args.eval_batch, size.features, generator=g)
@@ -382,6 +454,36 @@ def evaluating(module: nn.Module) -> Iterator[None]:
         module.train()
 
 
+def _prepare(b: Bench, data: list[Tensor], eval_x: Tensor, n_sample: int, args) -> tuple:
+    """Warm a bench up (first step timed: the compile time) and calibrate its timed blocks."""
+    b.results["params"] = count_params(b.module)
+    trainer = Trainer(b, data)
+    t = time.perf_counter()
+    trainer.step()
+    synchronize()
+    b.results["first_step_s"] = time.perf_counter() - t
+    for _ in range(args.warmup):
+        trainer.step()
+    b.results["flop"], b.results["mem"] = step_flops_and_memory(b, data[0])
+    b.results["sample_flop"] = sample_flops(b, n_sample)
+
+    def logp(b=b):
+        with torch.inference_mode(), evaluating(b.module):
+            b.log_prob(eval_x)
+
+    def sample(b=b):
+        with torch.inference_mode(), evaluating(b.module):
+            b.sample(n_sample)
+
+    logp(), sample()
+    n = {
+        "train": calibrate(trainer.step, args.seconds),
+        "logp": calibrate(logp, args.seconds),
+        "sample": calibrate(sample, args.seconds),
+    }
+    return b, {"train": trainer.step, "logp": logp, "sample": sample}, n
+
+
 def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: int, args, peak: float) -> list[Bench]:
     """Warm up, then time every bench's training step, log-prob and sampling in interleaved rounds."""
     if args.device != "cpu":
@@ -389,40 +491,24 @@ def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: 
             b.module.to(args.device)
         data, eval_x = [x.to(args.device) for x in data], eval_x.to(args.device)
     jobs = []
+    failed: list[Bench] = []
     for b in benches:
-        b.results["params"] = count_params(b.module)
-        trainer = Trainer(b, data)
-        # Warm-up (and compile, timed separately: the first call triggers it).
-        t = time.perf_counter()
-        trainer.step()
-        synchronize()
-        b.results["first_step_s"] = time.perf_counter() - t
-        for _ in range(args.warmup):
-            trainer.step()
-        b.results["flop"], b.results["mem"] = step_flops_and_memory(b, data[0])
-        b.results["sample_flop"] = sample_flops(b, n_sample)
-
-        def logp(b=b):
-            with torch.inference_mode(), evaluating(b.module):
-                b.log_prob(eval_x)
-
-        def sample(b=b):
-            with torch.inference_mode(), evaluating(b.module):
-                b.sample(n_sample)
-
-        logp(), sample()
-        n = {
-            "train": calibrate(trainer.step, args.seconds),
-            "logp": calibrate(logp, args.seconds),
-            "sample": calibrate(sample, args.seconds),
-        }
-        jobs.append((b, {"train": trainer.step, "logp": logp, "sample": sample}, n))
+        try:
+            jobs.append(_prepare(b, data, eval_x, n_sample, args))
+        except Exception as err:  # noqa: BLE001 -- a peer's bf16 autocast may break its own spline
+            print(f"- {b.library} {b.label}: not timed, a warm-up call failed ({type(err).__name__}: {err})")
+            failed.append(b)
 
     for _ in range(args.rounds):  # interleaved: every model runs once per round, per metric
         for metric in ("train", "logp", "sample"):
-            for b, fns, n in jobs:
-                b.times[metric].append(timed(fns[metric], n[metric]))
-
+            for b, fns, n in list(jobs):
+                try:
+                    b.times[metric].append(timed(fns[metric], n[metric]))
+                except Exception as err:  # noqa: BLE001 -- as in the warm-up
+                    print(f"- {b.library} {b.label}: dropped, a {metric} call failed ({type(err).__name__}: {err})")
+                    failed.append(b)
+                    jobs.remove((b, fns, n))
+    benches = [b for b in benches if b not in failed]
     for b in benches:
         med = {m: statistics.median(ts) for m, ts in b.times.items()}
         b.results["train_sps"] = 1 / med["train"]
@@ -432,6 +518,92 @@ def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: 
         b.results["peak_frac"] = b.results["flop"] * b.results["train_sps"] / (peak * 1e9)
         b.results["sample_peak_frac"] = b.results["sample_flop"] / med["sample"] / (peak * 1e9)
     return benches
+
+
+# ------------------------------------------------------------------------------------------------
+# Time to quality
+# ------------------------------------------------------------------------------------------------
+#: the validation NLL (nats) the time-to-quality rows wait for on :func:`synthetic_6d`; --ttq-target
+TTQ_TARGET = 4.0
+
+
+def synthetic_6d(n: int, generator: torch.Generator) -> Tensor:
+    """A fixed nonlinear 6-D set: a Gaussian through a fixed linear map, an elementwise tanh and a
+    coupling-like bend (x_2 += sin(x_1), ...), plus a little noise; a function of the generator."""
+    mixing = torch.linspace(-1.0, 1.0, 36).reshape(6, 6).sin() + torch.eye(6)
+    x = 2 * torch.tanh((torch.randn(n, 6, generator=generator) @ mixing) / 2)
+    x = x + torch.roll(torch.sin(2 * x), 1, dims=1)
+    return x + 0.05 * torch.randn(n, 6, generator=generator)
+
+
+def time_to_quality(args) -> None:
+    """The time-to-quality rows (module docstring)."""
+    size = SIZES["power"]
+    g = torch.Generator().manual_seed(7)
+    val = synthetic_6d(10_000, g)
+    batches = [synthetic_6d(size.batch, g) for _ in range(64)]
+    runs = []
+    for label, maker, bf16 in [("funnelrun NSF", lambda: funnelrun_nsf(size), None)] + (
+        [("funnelrun NSF bf16", lambda: funnelrun_nsf(size), "conditioners")] if args.precision == "bf16-mixed" else []
+    ) + [("nflows NSF", lambda: nflows_model(size, "coupling"), None)]:
+        bench = maker()
+        if bench is None:
+            print(f"- {label}: skipped (not installed)")
+            continue
+        bench.bf16 = bench.bf16 or bf16
+        trainer = Trainer(bench, batches)
+        trainer.opt = torch.optim.Adam(trainer.params, lr=5e-4, fused=bench.library == "funnelrun" or None)
+        runs.append({"label": label, "bench": bench, "trainer": trainer, "seconds": 0.0, "reached": None,
+                     "curve": []})
+    steps = 0
+    while steps < args.ttq_steps:
+        for run in runs:  # interleaved chunks: load hits every run alike
+            t = time.perf_counter()
+            for _ in range(args.ttq_chunk):
+                run["trainer"].step()
+            run["seconds"] += time.perf_counter() - t
+            with torch.inference_mode():
+                nll = -float(run["bench"].log_prob(val).double().mean())
+            run["curve"].append(nll)
+            if run["reached"] is None and nll <= args.ttq_target:
+                run["reached"] = (steps + args.ttq_chunk, run["seconds"])
+        steps += args.ttq_chunk
+    nflows = next((r for r in runs if r["label"] == "nflows NSF"), None)
+    print(f"\n### Time to quality: POWER-sized coupling NSF on synthetic 6-D data, target validation NLL "
+          f"{args.ttq_target} nats, {args.ttq_steps} steps of batch {size.batch}, Adam lr 5e-4\n")
+    print("| run | steps to target | train s to target | x nflows | final val NLL | best val NLL | train s total |")
+    print("|---|---|---|---|---|---|---|")
+    for run in runs:
+        reached = run["reached"]
+        ratio = ""
+        if reached and nflows is not None and nflows["reached"]:
+            ratio = fmt_ratio(nflows["reached"][1] / reached[1])
+        print(f"| {run['label']} | {reached[0] if reached else 'not reached'} "
+              f"| {f'{reached[1]:.1f}' if reached else 'null'} | {ratio} | {run['curve'][-1]:.4f} "
+              f"| {min(run['curve']):.4f} | {run['seconds']:.1f} |")
+    by_label = {r["label"]: r for r in runs}
+    if "funnelrun NSF bf16" in by_label:
+        diff = by_label["funnelrun NSF bf16"]["curve"][-1] - by_label["funnelrun NSF"]["curve"][-1]
+        print(f"- final validation NLL, bf16-mixed minus fp32: {diff:+.4f} nats")
+    print("- training time only (the validation after each chunk is off the clock); interleaved chunks of "
+          f"{args.ttq_chunk} steps")
+
+
+def funnelrun_nsf(size: Size, kind: str = "coupling") -> Bench:
+    """funnelrun's NSF of the benchmark architecture (seed 0), as :func:`funnelrun_models` builds it."""
+    torch.manual_seed(0)
+    nsf = build_nsf((size.features,), num_steps=size.steps, transform=kind, hidden_features=size.hidden,
+                    num_blocks=size.blocks, num_bins=size.bins, tail_bound=size.tail_bound, dropout=0.0, linear="lu")
+    return Bench("funnelrun", "NSF", nsf, nsf.log_prob, nsf.sample, fused_adam=True)
+
+
+def cpu_bf16_flags() -> str:
+    """The CPU's native bf16 matmul flags from /proc/cpuinfo ('' if none, or not Linux)."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return ""
+    return " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags)
 
 
 def fmt_ratio(x: Optional[float]) -> str:
@@ -465,17 +637,19 @@ def print_table(title: str, benches: list[Bench]) -> None:
             f"| {fmt_ratio(ratios.get('logp'))} | {r['sample_eps']:,.0f} | {fmt_ratio(ratios.get('sample'))} "
             f"| {100 * r['sample_peak_frac']:.1f}% | {r['flop'] / 1e6:,.1f} | {r['mem'] / 2**20:.1f} | {r['first_step_s']:.2f} |"
         )
-    fr = {b.label: b for b in benches if b.library == "funnelrun" and b.label.startswith("F-")}
     nsf_c = next((b for b in benches if b.label == "NSF+compile"), None)
     f_nsf_c = next((b for b in benches if b.label == "F-NSF+compile"), None)
     nsf = next((b for b in benches if b.library == "funnelrun" and b.label == "NSF"), None)
     notes = [f"{b.library} {b.label}: {b.note}" for b in benches if b.note]
-    if nsf is not None:
-        for b in fr.values():
+    for b in benches:  # each funnel row against the NSF of its library and precision
+        if not (b.library.startswith("funnelrun") and b.label.startswith("F-")) or "compile" in b.label:
+            continue
+        ref_label = "NSF bf16" if b.label.endswith(" bf16") else "NSF"
+        ref_nsf = next((r for r in benches if r.library == b.library and r.label == ref_label), None)
+        if ref_nsf is not None:
             notes.append(
-                f"{b.label} step time / NSF step time = "
-                f"{nsf.results['train_sps'] / b.results['train_sps']:.2f} "
-                f"(NSF step / {b.label} step = {b.results['train_sps'] / nsf.results['train_sps']:.2f}x)"
+                f"{b.library} {b.label} step time / {ref_label} step time = "
+                f"{ref_nsf.results['train_sps'] / b.results['train_sps']:.2f}"
             )
     if nsf_c is not None and f_nsf_c is not None:
         notes.append(f"compiled: F-NSF step time / NSF step time = "
@@ -519,6 +693,14 @@ def main(argv: Optional[list[str]] = None) -> None:
                    help="also time NSF from an older checkout: DIR holds it as package funnelrun_base "
                         "(see scripts/make_baseline.sh)")
     p.add_argument("--quick", action="store_true", help="2 rounds of 0.15 s (smoke test)")
+    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
+                   help="bf16-mixed: add bf16 rows (funnelrun: conditioners in bf16; peers: autocast)")
+    p.add_argument("--time-to-quality", action="store_true",
+                   help="add the time-to-quality rows (POWER-sized coupling NSF, synthetic 6-D data)")
+    p.add_argument("--ttq-target", type=float, default=TTQ_TARGET, help="validation NLL target (nats)")
+    p.add_argument("--ttq-steps", type=int, default=3000, help="fixed run length of the time-to-quality rows")
+    p.add_argument("--ttq-chunk", type=int, default=50, help="steps per interleaved chunk (and per validation)")
+    p.add_argument("--skip-throughput", action="store_true", help="only the time-to-quality rows")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.warmup = 2, 0.15, 2
@@ -548,11 +730,14 @@ def main(argv: Optional[list[str]] = None) -> None:
           f"{platform.python_version()}")
     print("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"- load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.precision == "bf16-mixed" and args.device == "cpu":
+        print(f"- CPU bf16 matmul instructions (avx512_bf16 / amx_bf16): {cpu_bf16_flags() or 'none'}"
+              f"{'' if cpu_bf16_flags() else ' (bf16 matmuls are emulated here: slower than fp32)'}")
     print(f"- fp32 matmul peak ({peak_n}^3, best of 60): {peak:.0f} GFLOP/s")
     print(f"- medians of {args.rounds} interleaved rounds of ~{args.seconds}s blocks; log-prob batch "
           f"{args.eval_batch}; sampling {args.sample_n} (coupling) / {max(64, args.sample_n // 4)} (AR)"
           f"{'; funnelrun compiled: ' + args.compile if args.compile else ''}")
-    for name in args.configs:
+    for name in [] if args.skip_throughput else args.configs:
         if name in IMAGE_SIZES:
             benches, data, eval_x = image_benches(name, args)
             print_table(f"{name} multi-scale NSF and F-NSF (Table 7), batch {args.image_batch}, on {args.device}",
@@ -563,6 +748,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             benches = run_size(size, kind, args, peak)
             print_table(size_title(size, kind), benches)
             sys.stdout.flush()
+    if args.time_to_quality:
+        time_to_quality(args)
     try:
         load = os.getloadavg()
         print(f"\n- load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

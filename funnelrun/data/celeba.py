@@ -35,7 +35,14 @@ PART_IMAGES = 1024
 def read_partition(path: Path) -> dict[int, list[str]]:
     """Image file names per split label, in file order."""
     splits: dict[int, list[str]] = {TRAIN: [], VAL: [], TEST: []}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise corrupt_file(path, f"not UTF-8 text (byte {exc.start}: {exc.reason}), expected lines "
+                                 "'<image>.jpg <0|1|2>'") from exc
+    except OSError as exc:
+        raise corrupt_file(path, f"{type(exc).__name__}: {exc}") from exc
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -60,7 +67,7 @@ def read_celeba_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:  # missing, truncated or not an image
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:  # truncated, not an image, huge
         raise corrupt_file(path, f"not a readable image ({type(exc).__name__}: {exc})") from exc
     width, height = image.size
     if min(width, height) < CROP:

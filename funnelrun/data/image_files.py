@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from funnelrun.errors import FunnelrunError
+from funnelrun.errors import FunnelrunError, unreadable
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,10 @@ def missing_files(dataset: str, expected: Sequence[Path], source: str, downloada
 
 
 def corrupt_file(path: Path, problem: str) -> FunnelrunError:
-    return FunnelrunError(f"cannot read {path}: {problem} (truncated or corrupt file? delete it and fetch it again)")
+    """The error for a damaged file; inside an ``except`` for a PermissionError, says permission denied."""
+    return unreadable(path) or FunnelrunError(
+        f"cannot read {path}: {problem} (truncated or corrupt file? delete it and fetch it again)"
+    )
 
 
 def check_images(path: Path, images: object, size: int, what: str) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from funnelrun.data.base import FunnelDataModule, TensorRows
-from funnelrun.errors import FunnelrunError
+from funnelrun.errors import FunnelrunError, unreadable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,7 +61,25 @@ def _paths(name: str, data_dir: str | Path) -> list[Path]:
 
 
 def _corrupt(path: Path, exc: BaseException) -> FunnelrunError:
-    return FunnelrunError(f"cannot read {path}: {type(exc).__name__}: {exc} (truncated or corrupt file?)")
+    return unreadable(path, exc) or FunnelrunError(
+        f"cannot read {path}: {type(exc).__name__}: {exc} (truncated or corrupt file?)"
+    )
+
+
+def _check_real(where: str, x: np.ndarray) -> None:
+    """Refuse anything but an integer or real floating-point array (complex, strings, objects)."""
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise FunnelrunError(f"{where}: expected real numbers, got a {x.dtype} array (is it the MAF release's file?)")
+
+
+def _check_not_constant(where: str, std: np.ndarray) -> None:
+    """Standardising divides by each column's std: a constant column (std 0) cannot be standardised."""
+    constant = np.flatnonzero(np.asarray(std) == 0)
+    if constant.size:
+        raise FunnelrunError(
+            f"{where}: column(s) {constant.tolist()} (0-based) hold one value in every row (std 0), so they "
+            "cannot be standardised; the MAF release's file has no constant column: is it the right file?"
+        )
 
 
 def _check_rows(where: str, x: np.ndarray) -> None:
@@ -79,7 +97,8 @@ def _load_npy(path: Path, columns: int | None = None) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise _corrupt(path, exc) from exc
-    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number) or columns not in (None, x.shape[1]):
+    _check_real(str(path), x)
+    if x.ndim != 2 or columns not in (None, x.shape[1]):
         want = f"(rows, {columns})" if columns else "(rows, columns)"
         raise FunnelrunError(f"{path}: expected a numeric array of shape {want}, got {x.dtype} {x.shape}")
     return x
@@ -107,13 +126,25 @@ def _standardise_by_train_val(name: str, splits: Arrays) -> Arrays:
         _check_rows(f"{name} {split} split", x)
     fit = np.vstack(splits[:2])
     mu, s = fit.mean(axis=0), fit.std(axis=0)
+    _check_not_constant(f"{name} train + validation splits", s)
     train, val, test = ((x - mu) / s for x in splits)
     return train, val, test
 
 
+#: columns of each set after the MAF preprocessing (funnels paper, Table 5)
+COLUMNS = {"POWER": 6, "GAS": 8, "HEPMASS": 21, "MINIBOONE": 43, "BSDS300": 63}
+
+
 def _tensors(name: str, splits: Arrays) -> Splits:
-    """float32 tensors, each split checked again (a constant column turns into NaN when standardised)."""
+    """float32 tensors, each split checked again: its width (:data:`COLUMNS`) and values."""
     for split, x in zip(SPLIT_NAMES, splits):
+        if x.ndim != 2 or x.shape[1] != COLUMNS[name]:
+            raise FunnelrunError(
+                f"{name} {split} split: {x.shape[1] if x.ndim == 2 else x.shape} columns after the MAF "
+                f"preprocessing, expected {COLUMNS[name]} (funnels paper, Table 5); is the file the MAF "
+                f"release's ({MAF_RELEASE})?"
+            )
+        _check_real(f"{name} {split} split", x)
         _check_rows(f"{name} {split} split (after preprocessing)", x)
     train, val, test = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in splits)
     return train, val, test
@@ -182,6 +213,7 @@ def load_gas(data_dir: str | Path) -> Splits:
         raise FunnelrunError(f"{path}: non-numeric sensor values ({exc})") from exc
     _check_rows(str(path), frame.to_numpy())
     frame = _correlated_columns_removed(frame)
+    _check_not_constant(str(path), frame.std().to_numpy())
     frame = (frame - frame.mean()) / frame.std()
     return _tensors("GAS", _maf_splits(frame.to_numpy()))
 
@@ -249,7 +281,8 @@ def load_miniboone(data_dir: str | Path) -> Splits:
     of the rest) and standardises by the train + val mean/std.
     """
     (path,) = _paths("miniboone", data_dir)
-    return _tensors("MINIBOONE", _standardise_by_train_val("MINIBOONE", _maf_splits(_load_npy(path))))
+    data = _load_npy(path, columns=COLUMNS["MINIBOONE"])
+    return _tensors("MINIBOONE", _standardise_by_train_val("MINIBOONE", _maf_splits(data)))
 
 
 def load_bsds300(data_dir: str | Path) -> Splits:
@@ -270,6 +303,12 @@ def load_bsds300(data_dir: str | Path) -> Splits:
                 splits.append(f[key][:])
     except OSError as exc:  # h5py: not an HDF5 file, truncated, unreadable chunk
         raise _corrupt(path, exc) from exc
+    widths = {key: x.shape[1] for key, x in zip(("train", "validation", "test"), splits)}
+    if len(set(widths.values())) > 1 or COLUMNS["BSDS300"] not in widths.values():
+        raise FunnelrunError(
+            f"{path}: the datasets have {', '.join(f'{k} {w}' for k, w in widths.items())} columns; the MAF "
+            f"release's have {COLUMNS['BSDS300']} each (8x8 patches less one pixel)"
+        )
     train, val, test = splits
     return _tensors("BSDS300", (train, val, test))
 

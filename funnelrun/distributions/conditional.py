@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from funnelrun.distributions.base import standard_normal_log_prob
 from funnelrun.transforms.base import Transform
-from funnelrun.transforms.nets import mlp
+from funnelrun.transforms.nets import conditioner, mlp
 
 
 class ConditionalDiagonalGaussian(nn.Module):
@@ -35,7 +35,7 @@ class ConditionalDiagonalGaussian(nn.Module):
         self.features = features
 
     def _params(self, context: Tensor) -> tuple[Tensor, Tensor]:
-        mean, log_std = self.net(context).chunk(2, dim=-1)
+        mean, log_std = conditioner(self.net, context).chunk(2, dim=-1)
         return mean, log_std
 
     def log_prob(self, x: Tensor, context: Tensor) -> Tensor:

@@ -92,13 +92,29 @@ def _read_json(path: Path) -> Optional[dict[str, Any]]:
     return value if isinstance(value, dict) else None
 
 
+def _json_problem(path: Path) -> str:
+    """Why ``path`` is not a JSON object (truncated, not JSON, unreadable)."""
+    try:
+        value = json.loads(path.read_text())
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    except ValueError as exc:
+        return f"not complete JSON: {exc}"
+    return f"a JSON {type(value).__name__}, not an object"
+
+
 def _failure(run_dir: Path, metrics: Optional[dict[str, Any]]) -> Optional[str]:
     for marker in FAILURE_MARKERS:
         if (run_dir / marker).is_file():
             record = _read_json(run_dir / marker) or {}
             return f"failed ({marker}: {' '.join(str(record.get('error', 'no message')).split())[:200]})"
     if metrics is None:
+        metrics_path = run_dir / "metrics.json"
+        if metrics_path.is_file():
+            return f"unreadable {metrics_path} ({_json_problem(metrics_path)})"
         return "failed or unfinished (no metrics.json)"
+    if metrics.get("warnings"):  # finite but implausible (funnelrun.pipelines.train.implausible): diverged
+        return f"implausible ({' '.join(str(metrics['warnings'][0]).split())[:200]})"
     bad = [k for k in ("test/nll", "test/bpd") if k in metrics and metrics[k] is not None and not _finite(metrics[k])]
     if bad or metrics.get("test/nll") is None:
         return f"failed ({', '.join(bad) or 'test/nll'} {'is not finite' if bad else 'missing'})"
@@ -343,10 +359,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     failed = failed_lines(runs)
     if failed:
         print(f"\nfailed runs ({len(failed)}):", *failed, sep="\n")
-    with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(table_rows)
+    try:
+        with open(out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(table_rows)
+    except OSError as exc:
+        print(f"funnelrun-report: error: could not write the CSV {out}: {exc.strerror or exc}; the table above is "
+              f"complete: pass --csv <a writable path> for the CSV", file=sys.stderr)
+        sys.exit(2)
     finished = sum(r.failure is None for r in runs)
     print(f"\n{finished} finished runs, {len(failed)} failed; CSV: {out}")
 

@@ -127,7 +127,10 @@ def build_f_nsf(
                          first_index=funnel_level + 1, **spline)
     if LinearKind(linear) is LinearKind.lu:
         layers.append(LULinear(kept))
-    return Flow(layers, data_shape)
+    flow = Flow(layers, data_shape)
+    # the spline models tests/training/test_precision.py checks (Glow's affine couplings untested)
+    flow.mixed_precision_safe = SplineKind(transform) is not SplineKind.affine
+    return flow
 
 
 def funnel_layer(features: int, dropped: int, p_dropped: Any, spline: Mapping[str, Any]) -> Transform:

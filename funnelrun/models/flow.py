@@ -27,9 +27,10 @@ class Flow(nn.Module):
     def data_dim(self) -> int:
         return math.prod(self.data_shape)
 
-    #: whether training in reduced precision (bf16/fp16) keeps this model's log-likelihood right;
-    #: no model declares it: a log-determinant summed over thousands of dimensions (a CIFAR image
-    #: is ~7,000 nats) loses whole nats in bf16
+    #: whether this model's conditioner nets may train in bf16/fp16 (``trainer.precision=bf16-mixed``,
+    #: :func:`funnelrun.transforms.nets.conditioner_precision`; every log-det stays fp32): set by the
+    #: builders whose models tests/training/test_precision.py shows move log p by at most 1e-3 nats
+    #: per dimension (the vector NSF and F-NSF); False for the others
     mixed_precision_safe: bool = False
 
     @property

@@ -20,18 +20,23 @@ from funnelrun.pipelines.followup import RUN_KEYS, key_of, read_run
 
 
 def run_check(argv: list[str]) -> dict[str, Optional[float]]:
-    if any(key_of(a) in RUN_KEYS for a in argv):
+    trained = any(key_of(a) in RUN_KEYS for a in argv)
+    if trained:
         run = read_run(argv, "funnelrun-check")
         cfg, datamodule, model = run.config, run.datamodule, run.model
     else:
         cfg = compose_config(argv)
         model, datamodule = build(cfg)
+        print("note: no ckpt_path given: this certifies an untrained model (freshly initialised weights, seed "
+              f"{cfg.seed}) of these overrides; pass ckpt_path=<run> to certify a trained one", flush=True)
     model.eval()
     if datamodule.test is None:
         datamodule.setup("test")
     x = next(iter(datamodule.test_dataloader()))
     x = (x[0] if isinstance(x, (list, tuple)) else x)[:256]
     result = certify(model, x, datamodule.bounds)
-    print(f"model: {OmegaConf.select(cfg, 'model._target_')} on {tuple(datamodule.data_shape)}, exact={model.exact}")
+    weights = "trained" if trained else "untrained"
+    print(f"model ({weights}): {OmegaConf.select(cfg, 'model._target_')} on {tuple(datamodule.data_shape)}, "
+          f"exact={model.exact}")
     print(json.dumps(result), flush=True)
     return result

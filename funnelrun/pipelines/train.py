@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sized, cast
+from typing import Any, Callable, Optional, Sized, cast
 
 import lightning.pytorch as pl
 import torch
@@ -18,7 +18,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from funnelrun.builder import build_data, build_model, fingerprint
-from funnelrun.checkpoint import check_compatible, read_checkpoint, resolve_ckpt_path
+from funnelrun.checkpoint import (
+    check_checkpoint_contents,
+    check_compatible,
+    check_weight_shapes,
+    read_checkpoint,
+    resolve_ckpt_path,
+)
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import RunInterrupted
 from funnelrun.evaluation.importance import log_density
@@ -28,7 +34,7 @@ from funnelrun.training.callbacks import StopSignal, stop_on_signals
 from funnelrun.training.module import DensityEstimator
 from funnelrun.training.run_dir import interrupted, prepare_run_dir
 from funnelrun.training.trainer import check_precision, make_trainer
-from funnelrun.validation import check_devices, validate_config
+from funnelrun.validation import check_devices, config_warnings, validate_config
 
 
 def train(
@@ -43,6 +49,8 @@ def train(
     pipeline that prepares the model first (e.g. log-det masking's stage 2) passes them in."""
     validate_config(cfg)
     check_devices(cfg)
+    for warning in config_warnings(cfg):
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     ckpt_path = cfg.ckpt_path
     if ckpt_path is None and cfg.auto_resume and interrupted(run_dir):
         # a relaunch of a stopped job (SLURM requeue, or the same command again) continues it
@@ -58,7 +66,9 @@ def train(
     check_precision(str(cfg.trainer.precision), model)
     stamp = fingerprint(cfg, datamodule)
     if ckpt is not None:
-        check_compatible(ckpt, read_checkpoint(ckpt), stamp)
+        checkpoint = check_checkpoint_contents(read_checkpoint(ckpt), ckpt)
+        check_compatible(ckpt, checkpoint, stamp)
+        check_weight_shapes(checkpoint, ckpt, model)
     # DDP ranks > 0 re-run this command inside the same run (``rank``: set on the function by Lightning)
     if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         prepare_run_dir(run_dir, cfg, resume_here=resume_here)
@@ -70,6 +80,8 @@ def train(
         bits=datamodule.bits,
         max_consecutive_nonfinite=cfg.optim.max_consecutive_nonfinite,
         compile=cfg.compile,
+        precision=str(cfg.trainer.precision),
+        tf32=bool(cfg.trainer.get("tf32", False)),
         is_samples=cfg.eval.is_samples,
         is_chunk_size=cfg.eval.is_chunk_size,
         stamp=stamp,
@@ -144,24 +156,68 @@ def _test_and_write(
         "train_seconds": train_seconds,
         # wall time of the first compiled step (included in train_seconds); null when not compiled
         "compile_seconds": module.train_log_prob.compile_seconds,
+        "compile": cfg.compile,
+        # compile=auto: "compiled: ..." or "eager: ..." with the estimate; null otherwise (or not reached)
+        "compile_decision": module.train_log_prob.decision,
+        # the precision of the training steps' conditioner nets (everything else fp32); the test is fp32
+        "train_precision": str(cfg.trainer.precision),
+        "tf32": bool(cfg.trainer.get("tf32", False)),
+        "test_precision": "64-true" if str(cfg.trainer.precision).startswith("64") else "32-true",
         # relative to the run directory, so a moved or copied run still names it
         "best_checkpoint": relative_to_run(best, run_dir),
         "seed": cfg.seed,
     }
     if not trainer.is_global_zero:
         return metrics
+    # a figure that cannot be drawn (memory, a plotting library's error) never costs the trained model
+    # or its metrics: it is reported and left out
     if datamodule.data_dim == 2 and cfg.eval.plot:
-        metrics["density_plot"] = relative_to_run(_plot_2d(cfg, model, datamodule, run_dir, logger), run_dir)
+        metrics["density_plot"] = _figure(
+            "density.png", lambda: relative_to_run(_plot_2d(cfg, model, datamodule, run_dir, logger), run_dir))
     if len(datamodule.data_shape) == 3 and cfg.eval.plot:
-        grids = _sample_grids(cfg, model, datamodule, run_dir, logger)
-        metrics["sample_grids"] = [relative_to_run(path, run_dir) for path in grids]
+        metrics["sample_grids"] = _figure(
+            "samples_T*.png",
+            lambda: [relative_to_run(p, run_dir) for p in _sample_grids(cfg, model, datamodule, run_dir, logger)])
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             print(f"warning: {key} is {value}", file=sys.stderr)
+    metrics["warnings"] = implausible(metrics, cfg)
+    for line in metrics["warnings"]:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     write_json_atomic(run_dir / METRICS_FILE, metrics)
     if isinstance(logger, WandbLogger):
         logger.experiment.summary.update({k: v for k, v in metrics.items() if v is not None})
     return metrics
+
+
+def _figure(name: str, draw: Callable[[], Any]) -> Any:
+    """``draw()``, or None with a warning when drawing fails (the run's results are kept)."""
+    try:
+        return draw()
+    except Exception as exc:  # noqa: BLE001 - any plotting failure; the results are written regardless
+        print(f"warning: the figure {name} could not be drawn ({type(exc).__name__}: {exc}); metrics.json and "
+              f"the checkpoints are written without it (eval.plot=false skips figures)", file=sys.stderr, flush=True)
+        return None
+
+
+#: a log-density above this many nats per dimension (in either direction) is no density of data at
+#: float32 resolution (exp(-100) is below float32's smallest normal number, about exp(-87)): training diverged
+IMPLAUSIBLE_NATS_PER_DIM = 100.0
+
+
+def implausible(metrics: dict[str, Any], cfg: DictConfig) -> list[str]:
+    """Why the results cannot be trusted although finite (a diverged run), or an empty list."""
+    found = []
+    dim = metrics.get("data_dim") or 1
+    for key in ("val/nll", "test/nll"):
+        value = metrics.get(key)
+        if isinstance(value, float) and math.isfinite(value) and abs(value) / dim > IMPLAUSIBLE_NATS_PER_DIM:
+            found.append(
+                f"{key}={value:.4g} is {abs(value) / dim:.3g} nats per dimension, beyond any density at float32 "
+                f"resolution ({IMPLAUSIBLE_NATS_PER_DIM:g}): training diverged (optim.lr={cfg.optim.lr}?). "
+                "Do not read it as a result; train again with a smaller optim.lr"
+            )
+    return found
 
 
 #: importance samples per grid point in the density figure of a model that only gives a bound
@@ -212,6 +268,8 @@ def summary_lines(metrics: dict[str, Any], run_dir: Path) -> list[str]:
     part = ""
     if examples is not None and split is not None and examples < split:
         part = f"; over {examples:,} of the {split:,} test examples (trainer.limit_test_batches)"
+    if metrics.get("warnings"):
+        kind += "; IMPLAUSIBLE, see the warning"
     lines = [
         f"test log-likelihood: {-metrics['test/nll']:.4f} nats per example ({kind}; "
         f"test/nll = {metrics['test/nll']:.4f}{part})",

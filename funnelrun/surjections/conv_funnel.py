@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from funnelrun.surjections.funnel_mlp import ConditionalLULinear
 from funnelrun.transforms.base import Transform
+from funnelrun.transforms.nets import conditioner
 from funnelrun.transforms.squeeze import squeeze, unsqueeze
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -73,7 +74,7 @@ class TileGaussian(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-std, each (B, C, 3, h, w) like the dropped tile values."""
-        mean, log_std = self.net(z).unflatten(1, (2, self.channels, 3)).unbind(1)
+        mean, log_std = conditioner(self.net, z).unflatten(1, (2, self.channels, 3)).unbind(1)
         return mean, log_std
 
 

@@ -55,12 +55,10 @@ class CouplingFunnel(Transform):
         return z if context is None else torch.cat([z, context], dim=-1)
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        y, logdet = self.coupling(x, context)
-        z = y.index_select(1, self.coupling.transform_idx)
-        y_dropped = y.index_select(1, self.coupling.identity_idx)
+        # the coupling's parts as they are: z = y_B and y_A are never joined into y and split again
+        y_dropped, z, logdet = self.coupling.forward_parts(x, context)
         return z, logdet + self.conditional.log_prob(y_dropped, self._join(z, context))
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
         y_dropped = self.conditional.sample(self._join(z, context), temperature)
-        y = torch.cat([y_dropped, z], dim=1).index_select(1, self.coupling.output_order)
-        return self.coupling.inverse(y, context)
+        return self.coupling.inverse(self.coupling.join(y_dropped, z), context)

@@ -20,8 +20,12 @@ from funnelrun.evaluation.importance import importance_weighted_log_prob
 from funnelrun.evaluation.metrics import bits_per_dim
 from funnelrun.models.flow import Flow
 from funnelrun.surjections.augment import Augment
-from funnelrun.training.compile import maybe_compile
+from funnelrun.training.compile import AutoCompiled, MaybeCompiled, maybe_compile
 from funnelrun.training.nonfinite import NonFiniteFlags
+from funnelrun.transforms.nets import conditioner_precision
+
+#: the conditioner dtype of a trainer.precision (others: fp32)
+CONDITIONER_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 class NonFiniteTrainingError(FunnelrunError):
@@ -45,7 +49,12 @@ class DensityEstimator(pl.LightningModule):
     *whole* split: sums in float64 and example counts, reduced across ranks (never a mean of batch
     means). For a model that gives a bound (``model.exact`` False), validation uses the one-sample
     bound and the test reports ``test/nll`` as the importance-weighted estimate with ``is_samples``
-    samples (drawn ``is_chunk_size`` per call) and the one-sample bound as ``test/nll_elbo``."""
+    samples (drawn ``is_chunk_size`` per call) and the one-sample bound as ``test/nll_elbo``.
+
+    ``precision`` (``trainer.precision``): with ``bf16-mixed`` or ``16-mixed`` the training steps run
+    the conditioner nets alone in that precision (and ``tf32``: with TF32 matmuls on CUDA),
+    :func:`~funnelrun.transforms.nets.conditioner_precision`; validation and test are always fp32.
+    ``compile``: True, False or ``"auto"`` (:class:`~funnelrun.training.compile.AutoCompiled`)."""
 
     def __init__(
         self,
@@ -54,7 +63,9 @@ class DensityEstimator(pl.LightningModule):
         weight_decay: float = 0.0,
         bits: Optional[int] = None,
         max_consecutive_nonfinite: int = 10,
-        compile: bool = False,
+        compile: bool | str = False,
+        precision: str = "32-true",
+        tf32: bool = False,
         is_samples: int = 1000,
         is_chunk_size: int = 16,
         stamp: Optional[dict[str, Any]] = None,
@@ -69,7 +80,13 @@ class DensityEstimator(pl.LightningModule):
         self.bits = bits
         self.max_consecutive_nonfinite = max_consecutive_nonfinite
         #: the training log-density, through torch.compile when asked (falls back to eager)
-        self.train_log_prob = maybe_compile(model.log_prob, enabled=compile)
+        self.train_log_prob: MaybeCompiled = (
+            AutoCompiled(model.log_prob, self._steps_left) if compile == "auto"
+            else maybe_compile(model.log_prob, enabled=bool(compile))
+        )
+        self.precision = precision
+        self.conditioner_dtype = CONDITIONER_DTYPES.get(precision)
+        self.tf32 = tf32
         self.is_samples = is_samples
         self.is_chunk_size = is_chunk_size
         #: optimizer steps skipped for a non-finite loss or gradient: in total, and in a row now
@@ -87,13 +104,18 @@ class DensityEstimator(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         for layer in self._warmups:
             layer.set_step(self.global_step)
-        loss = -self.train_log_prob(_first(batch)).mean()
+        x = _first(batch)
+        with conditioner_precision(self.conditioner_dtype, x.device.type, self.tf32):
+            loss = -self.train_log_prob(x).mean()
         # only on the steps the logger writes (``trainer.log_every_n_steps``): ``self.log`` costs
         # about a millisecond, more than a whole step of a small flow on a CPU
         every = self.trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def _steps_left(self) -> int:
+        return max(int(self.trainer.max_steps) - self.global_step, 0)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Skip the update when any gradient is non-finite (a non-finite loss gives such gradients):
@@ -137,7 +159,9 @@ class DensityEstimator(pl.LightningModule):
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         # fused: one kernel over all parameters instead of ~10 small ops per tensor (CPU and CUDA).
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
+        # 16-mixed: unfused, so that Lightning's GradScaler can unscale before clipping (trainer.py)
+        fused = self.precision != "16-mixed"
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=fused)
         total = max(int(self.trainer.max_steps), 1)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.0)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

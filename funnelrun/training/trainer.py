@@ -1,14 +1,28 @@
 """The Lightning Trainer of a run: its arguments from ``cfg.trainer``, the checkpoint callbacks, and
-the precision rule (fp32 unless a model declares reduced precision safe, DESIGN.md)."""
+the precision rule (fp32 unless a model declares reduced precision safe, DESIGN.md).
+
+``trainer.precision=bf16-mixed`` (CPU and CUDA) and ``16-mixed`` (CUDA) mean: the conditioner nets
+run in that precision during training steps, and nothing else does
+(:func:`funnelrun.transforms.nets.conditioner_precision`, entered by the LightningModule). Lightning's
+own mixed-precision plugin would autocast the whole forward (LU layers, log-dets, the data path), so
+Lightning runs at 32-true for bf16-mixed (autocast is all its plugin does there), and for 16-mixed
+it is given :class:`ConditionerMixedPrecision`: Lightning's plugin with its autocast switched off,
+kept for the GradScaler (loss scaling, unscaling before clipping, skipping overflowed steps, its
+state in checkpoints). The GradScaler's overflowed steps count as non-finite steps
+(``optim.max_consecutive_nonfinite``), and 16-mixed uses the unfused Adam, whose gradients
+Lightning can unscale before clipping.
+"""
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Iterator, Optional, cast
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import DictConfig, OmegaConf
 
 from funnelrun.errors import FunnelrunError
@@ -24,16 +38,36 @@ warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that end
 
 #: Lightning precisions that keep the model in fp32 or fp64
 FULL_PRECISION = {"32", "32-true", "64", "64-true"}
+#: the model families whose conditioners may train in reduced precision (on vector data), by the
+#: test that their log p moves by at most 1e-3 nats per dimension (tests/training/test_precision.py)
+MIXED_PRECISION_MODELS = "model=nsf and model=f_nsf (coupling or autoregressive) on vector data"
 
 
 def check_precision(precision: str, model: Flow) -> None:
-    """fp32 by default; mixed precision only where the model declares it safe (DESIGN.md)."""
+    """fp32 by default; mixed precision (conditioners only) where the model declares it safe."""
     if precision not in FULL_PRECISION and not model.mixed_precision_safe:
         raise FunnelrunError(
-            f"trainer.precision={precision} is refused: reduced precision breaks log-determinants (bf16 keeps "
-            f"~3 significant digits, a CIFAR image's log-likelihood is ~7,000 nats), and no funnelrun model "
-            f"declares it safe. Use trainer.precision=32-true (default) or 64-true"
+            f"trainer.precision={precision} is refused for this model: reduced precision is tested safe "
+            f"(log p within 1e-3 nats per dimension of fp32, conditioners only) for {MIXED_PRECISION_MODELS}. "
+            "Use trainer.precision=32-true (default) here"
         )
+
+
+class ConditionerMixedPrecision(MixedPrecision):
+    """Lightning's mixed-precision plugin without its autocast: the forward stays fp32 and the
+    conditioners alone enter ``precision`` (module docstring); 16-mixed keeps the GradScaler."""
+
+    @contextmanager
+    def forward_context(self) -> Iterator[None]:
+        yield
+
+
+def precision_plugin(precision: str, accelerator: str) -> Optional[ConditionerMixedPrecision]:
+    """The plugin of 16-mixed (its GradScaler), None otherwise (Lightning's own ``precision``)."""
+    if precision != "16-mixed":
+        return None
+    device = "cuda" if accelerator.lower() in ("gpu", "cuda") else "cpu"
+    return ConditionerMixedPrecision("16-mixed", device)
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
@@ -47,12 +81,23 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     for key in ("limit_val_batches", "limit_test_batches"):
         if kwargs[key] is None:
             del kwargs[key]
+    # funnelrun's own: TF32 in the conditioners (the LightningModule's conditioner_precision)
+    kwargs.pop("tf32", None)
     # checkpoints written atomically in the run directory's own file system, read weights-only
-    kwargs["plugins"] = [AtomicCheckpointIO()]
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    precision = str(kwargs["precision"])
+    plugin = precision_plugin(precision, str(kwargs["accelerator"]))
+    if plugin is not None:
+        del kwargs["precision"]
+        plugins.append(plugin)
+    elif precision == "bf16-mixed":  # the module's conditioner_precision does it all
+        kwargs["precision"] = "32-true"
     if SLURMEnvironment.detect():
         # submitit (hydra/launcher=slurm) requeues on its signal after CheckpointOnSignal has saved;
         # Lightning's own SLURM requeue on SIGUSR1 would race them
-        kwargs["plugins"].append(SLURMEnvironment(auto_requeue=False))
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    if plugins:
+        kwargs["plugins"] = plugins
     return cast(dict[str, Any], kwargs)
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from funnelrun.transforms.base import Transform, sum_except_batch
-from funnelrun.transforms.nets import MADE
+from funnelrun.transforms.nets import MADE, conditioner
 from funnelrun.transforms.splines import (
     identity_spline_params,
     packed_rational_quadratic_spline,
@@ -53,7 +53,7 @@ class RQSplineAutoregressive(Transform):
     def _spline(
         self, inputs: Tensor, conditioning: Tensor, context: Optional[Tensor], inverse: bool
     ) -> tuple[Tensor, Tensor]:
-        params = self.made(conditioning, context).view(inputs.shape[0], self.features, -1)
+        params = conditioner(self.made, conditioning, context).view(inputs.shape[0], self.features, -1)
         return cast(tuple[Tensor, Tensor], packed_rational_quadratic_spline(  # with its log-det
             inputs, params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound
         ))
@@ -68,7 +68,7 @@ class RQSplineAutoregressive(Transform):
         x = torch.zeros_like(z)
         with self.made.masks_frozen():
             for i in range(self.features):
-                params = self.made(x, context, feature=i).unsqueeze(1)
+                params = conditioner(self.made, x, context, feature=i).unsqueeze(1)
                 x_i, _ = packed_rational_quadratic_spline(
                     z[:, i : i + 1], params, self.num_bins, inverse=True, tail_bound=self.tail_bound,
                     with_logdet=False,

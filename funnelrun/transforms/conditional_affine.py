@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from funnelrun.transforms.base import Transform
-from funnelrun.transforms.nets import mlp
+from funnelrun.transforms.nets import conditioner, mlp
 
 
 class ConditionalAffine(Transform):
@@ -25,7 +25,7 @@ class ConditionalAffine(Transform):
     def _params(self, context: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         if context is None:
             raise ValueError("ConditionalAffine needs a context")
-        mean, log_sigma = self.net(context).chunk(2, dim=-1)
+        mean, log_sigma = conditioner(self.net, context).chunk(2, dim=-1)
         return mean, log_sigma
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from funnelrun.transforms.base import Transform, sum_except_batch
-from funnelrun.transforms.nets import ResidualNet
+from funnelrun.transforms.nets import ResidualNet, conditioner
 from funnelrun.transforms.splines import RQSpline, identity_spline_params, packed_rational_quadratic_spline
 
 
@@ -67,6 +67,11 @@ class Coupling(Transform):
         self.register_buffer("identity_idx", identity_idx)
         self.register_buffer("transform_idx", transform_idx)
         self.register_buffer("output_order", torch.argsort(torch.cat([identity_idx, transform_idx])))
+        #: m when the identity features are the first m (a funnel's dropped part): views then
+        #: stand in for the index selections
+        self.split_at: Optional[int] = (
+            identity_idx.numel() if torch.equal(mask, (torch.arange(features) >= identity_idx.numel()).long()) else None
+        )
         self.params_per_feature = identity_params.numel()
 
         initial = identity_params.repeat(transform_idx.numel())
@@ -94,16 +99,44 @@ class Coupling(Transform):
         (``with_logdet=False``: None may stand in for them, sampling needs none)."""
         raise NotImplementedError
 
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(x_A, x_B): the identity and the transformed features (views when ``split_at`` is set)."""
+        if self.split_at is not None:
+            return x[:, : self.split_at], x[:, self.split_at :]
+        return x.index_select(1, self.identity_idx), x.index_select(1, self.transform_idx)
+
+    def join(self, x_identity: Tensor, y: Tensor) -> Tensor:
+        """The inverse of :meth:`split`."""
+        if self.split_at is not None:
+            return torch.cat([x_identity, y], dim=1)
+        return torch.cat([x_identity, y], dim=1).index_select(1, self.output_order)
+
+    def _map_transformed(
+        self, x_identity: Tensor, x_transform: Tensor, context: Optional[Tensor], inverse: bool, with_logdet: bool
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """f(x_B; theta(x_A, context)) and its summed log-det."""
+        params = conditioner(self.conditioner, x_identity, context).view(
+            x_transform.shape[0], x_transform.shape[1], self.params_per_feature
+        )
+        y, logabsdet = self._elementwise(x_transform, params, inverse, with_logdet)
+        return y, None if logabsdet is None else sum_except_batch(logabsdet)
+
+    def forward_parts(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(z_A, z_B, log|det|) of :meth:`forward` without joining z: what a funnel needs, which
+        keeps z_B and scores z_A (:class:`~funnelrun.surjections.coupling_funnel.CouplingFunnel`)."""
+        x_identity, x_transform = self.split(x)
+        y, logdet = self._map_transformed(x_identity, x_transform, context, inverse=False, with_logdet=True)
+        assert logdet is not None
+        return x_identity, y, logdet
+
     def _couple(
         self, x: Tensor, context: Optional[Tensor], inverse: bool, with_logdet: bool = True
     ) -> tuple[Tensor, Optional[Tensor]]:
-        x_identity = x.index_select(1, self.identity_idx)
-        x_transform = x.index_select(1, self.transform_idx)
-        params = self.conditioner(x_identity, context).view(
-            x.shape[0], x_transform.shape[1], self.params_per_feature
-        )
-        y, logabsdet = self._elementwise(x_transform, params, inverse, with_logdet)
-        return x.index_copy(1, self.transform_idx, y), None if logabsdet is None else sum_except_batch(logabsdet)
+        x_identity, x_transform = self.split(x)
+        y, logdet = self._map_transformed(x_identity, x_transform, context, inverse, with_logdet)
+        if self.split_at is not None:
+            return torch.cat([x_identity, y], dim=1), logdet
+        return x.index_copy(1, self.transform_idx, y), logdet
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         return cast(tuple[Tensor, Tensor], self._couple(x, context, inverse=False))  # with its log-det
@@ -149,12 +182,18 @@ class RQSplineCoupling(Coupling):
         #: the elementwise spline of the identity features (NSF's unconditional transform), or None
         self.unconditional = RQSpline(identity, num_bins, tail_bound) if unconditional and identity else None
 
-    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        z, logdet = super().forward(x, context)
+    def forward_parts(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+        x_identity, y, logdet = super().forward_parts(x, context)
         if self.unconditional is None:
-            return z, logdet
-        z_identity, logdet_identity = self.unconditional(z.index_select(1, self.identity_idx))
-        return z.index_copy(1, self.identity_idx, z_identity), logdet + logdet_identity
+            return x_identity, y, logdet
+        z_identity, logdet_identity = self.unconditional(x_identity)
+        return z_identity, y, logdet + logdet_identity
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        if self.unconditional is None:
+            return super().forward(x, context)
+        z_identity, y, logdet = self.forward_parts(x, context)
+        return self.join(z_identity, y), logdet
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
         if self.unconditional is not None:  # undo s first: the conditioner reads the untransformed x_A

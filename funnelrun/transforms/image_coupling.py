@@ -24,7 +24,7 @@ from torch import Tensor
 
 from funnelrun.transforms.base import Transform, sum_except_batch
 from funnelrun.transforms.coupling import AffineCoupling, RQSplineCoupling
-from funnelrun.transforms.nets import ConvResidualNet
+from funnelrun.transforms.nets import ConvResidualNet, conditioner
 from funnelrun.transforms.splines import identity_spline_params
 
 
@@ -94,7 +94,7 @@ class ImageCoupling(Transform):
         if context is not None:
             conditioning = torch.cat([conditioning, context], dim=1)
         batch, n, height, width = x_transform.shape
-        params = self.conditioner(conditioning).view(batch, n, -1, height, width).movedim(2, -1)
+        params = conditioner(self.conditioner, conditioning).view(batch, n, -1, height, width).movedim(2, -1)
         y, logabsdet = self._elementwise(x_transform, params, inverse, with_logdet)
         if self.mask is MaskKind.channel:
             z = x.index_copy(1, self.transform_idx, y)

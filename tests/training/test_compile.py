@@ -3,7 +3,16 @@ import pytest
 import torch
 
 from funnelrun.models.nsf import build_nsf
-from funnelrun.training.compile import maybe_compile
+from funnelrun.training.compile import (
+    MIN_COMPILE_SECONDS,
+    PROBE_CALLS,
+    WARMUP_CALLS,
+    AutoCompiled,
+    compile_pays_back,
+    maybe_compile,
+)
+
+from conftest import TINY_NSF
 
 
 def _model():
@@ -60,3 +69,48 @@ def test_inductor_compiled_log_prob_matches_eager():
     log_prob = maybe_compile(model.log_prob)
     x = torch.randn(16, 3)
     torch.testing.assert_close(log_prob(x), model.log_prob(x), rtol=1e-5, atol=1e-5)
+
+
+# -- compile=auto ------------------------------------------------------------------------------
+def test_compile_pays_back_only_on_long_runs():
+    assert compile_pays_back(0.02, steps_left=100_000)[0]  # 700 s saved against a 40 s compile
+    paid, why = compile_pays_back(0.02, steps_left=3000)  # 21 s saved against 40 s
+    assert not paid and "3000 steps left" in why and "40 s" in why
+    # a very fast step: the compile time's floor decides (3.5 s saved against the floor)
+    paid, why = compile_pays_back(1e-4, steps_left=100_000)
+    assert not paid and f"{MIN_COMPILE_SECONDS:.0f} s" in why
+
+
+def _auto(steps_left: int) -> tuple[AutoCompiled, torch.nn.Module]:
+    model = _model()
+    return AutoCompiled(model.log_prob, lambda: steps_left, backend="eager"), model
+
+
+def test_auto_runs_eager_while_timing_then_compiles_a_long_run():
+    log_prob, model = _auto(steps_left=10**9)
+    x = torch.randn(16, 3)
+    for _ in range(WARMUP_CALLS + PROBE_CALLS):
+        torch.testing.assert_close(log_prob(x), model.log_prob(x))
+        assert not log_prob.compiled and log_prob.decision.startswith("eager: the run ended")
+    out = log_prob(x)  # the call that decides, already compiled
+    assert log_prob.compiled and log_prob.decision.startswith("compiled: 1000000000 steps left")
+    assert log_prob.compile_seconds is not None
+    torch.testing.assert_close(out, model.log_prob(x))
+
+
+def test_auto_stays_eager_on_a_short_run():
+    log_prob, model = _auto(steps_left=20)
+    x = torch.randn(16, 3)
+    for _ in range(WARMUP_CALLS + PROBE_CALLS + 5):
+        log_prob(x)
+    assert not log_prob.compiled and log_prob.compile_seconds is None
+    assert log_prob.decision.startswith("eager: 20 steps left")
+
+
+def test_auto_is_the_default_and_its_decision_is_in_metrics(run_cli, tmp_path):
+    result = run_cli(tmp_path / "run", *TINY_NSF, "model=nsf", "trainer.max_steps=20", "trainer.val_check_interval=20")
+    assert result.code == 0, result.err
+    m = result.metrics
+    assert m["compile"] == "auto" and m["compile_seconds"] is None
+    # 20 steps of a tiny model: 7 left after the 13 timed, never worth a compile
+    assert m["compile_decision"].startswith("eager: 7 steps left")
