@@ -158,5 +158,5 @@ def test_debug_fast_says_its_test_covers_part_of_the_split(run_cli, tmp_path):
 
 def test_a_training_split_smaller_than_a_batch_is_refused(run_cli, tmp_path):
     result = run_cli(tmp_path / "run", *TINY, "data.n_train=10", "trainer.max_steps=12")
-    assert result.code == 2 and "fewer than one batch of 64" in result.err, result.err[-2000:]
+    assert result.code == 2 and "fewer than one batch" in result.err, result.err[-2000:]
     assert not (tmp_path / "run" / "metrics.json").exists()
