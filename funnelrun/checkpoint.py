@@ -1,6 +1,8 @@
 """Checkpoint look-up and compatibility: a checkpoint from another model fails with a clear message."""
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,14 +31,41 @@ def resolve_ckpt_path(ckpt_path: Optional[str], run_dir: Path) -> Optional[Path]
     return path
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``: tensors and plain data only, so a crafted pickle is
+    refused before any of its code runs (funnelrun's own checkpoints hold nothing else,
+    :mod:`funnelrun.training.module`). Every checkpoint funnelrun reads goes through here
+    (Lightning's too: :class:`funnelrun.training.checkpoint_io.AtomicCheckpointIO`)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated/corrupt file surfaces as many different exception types
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):
+            raise _unreadable(path, exc) from exc  # garbage or a truncated file, not a crafted one
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f" (first: {found.group(1)})" if found else ""
         raise FunnelrunError(
-            f"could not read checkpoint {path}: {type(exc).__name__}: {exc}. The file is truncated or "
-            "not a funnelrun checkpoint; use another (e.g. the best-*.ckpt beside it)"
-        ) from exc
+            f"refused to load {path}: it holds Python objects other than tensors and plain data{what}, which "
+            "unpickling would run as code. funnelrun checkpoints hold tensors and plain data only and are "
+            "read with torch.load(weights_only=True); this file was not written by funnelrun, or was altered. "
+            "Use a checkpoint funnelrun wrote (e.g. another of <run>/checkpoints/*.ckpt)"
+        ) from None
+    except Exception as exc:  # a truncated/corrupt file surfaces as many different exception types
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: Path, exc: BaseException) -> FunnelrunError:
+    detail = str(exc)
+    if "WeightsUnpickler error:" in detail:  # torch's advice to reload with weights_only=False: never
+        detail = detail.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+    return FunnelrunError(
+        f"could not read checkpoint {path}: {type(exc).__name__}: {detail}. The file is truncated or "
+        "not a funnelrun checkpoint; use another (e.g. the best-*.ckpt beside it)"
+    )
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` on the CPU (:func:`load_checkpoint_file`)."""
+    return load_checkpoint_file(path)
 
 
 #: what every checkpoint Lightning writes holds (and resuming reads)

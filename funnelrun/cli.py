@@ -16,19 +16,24 @@ import re
 import shlex
 import shutil
 import sys
+import time
+import traceback
 from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional, Union
 
 import hydra
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from funnelrun.config import check_overrides, register_configs
 from funnelrun.console import console_log
 from funnelrun.errors import FunnelrunError, RunInterrupted
+from funnelrun.run_files import FAILURE_FILE, write_json_atomic
+from funnelrun.run_lock import run_lock
 from funnelrun.validation import check_devices
 
 register_configs()
@@ -39,12 +44,20 @@ _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.
 LOG_FILE = "funnelrun.log"
 
 
+class _Failed(SystemExit):
+    """``sys.exit(2)`` after ``<tool>: error: <message>``, carrying the message (a sweep job records it)."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+
 def _fail(exc: BaseException, tool: str = "funnelrun") -> NoReturn:
     message = str(exc)
     if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
         message = str(exc.__cause__)
     print(f"{tool}: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    raise _Failed(message)
 
 
 def _stopped(stop: RunInterrupted) -> NoReturn:
@@ -91,19 +104,58 @@ def _holds_only_log(run_dir: Path) -> bool:
     return run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOG_FILE}
 
 
-def train_job(cfg: DictConfig) -> float:
+def train_job(cfg: DictConfig) -> Union[float, "FailedJob"]:
     """Train and test one model (one Hydra job); returns the best validation NLL, which Hydra sweepers
     (e.g. hydra/sweeper=optuna) minimise: tuning on the test split would leak it into the result.
 
     Everything printed is also appended to ``<run>/funnelrun.log`` (on rank 0). A problem found
     before anything was written (a config value out of range, an unreachable latent size, no GPU)
-    removes the directory Hydra made for this job, which then holds nothing but that log."""
+    removes the directory Hydra made for this job, which then holds nothing but that log.
+
+    In a sweep (``-m``, ``hparams_search=``) a failing job does not end the sweep: it says why in
+    ``<job dir>/failure.json``; the sweep
+    goes on, and ends with a non-zero status and the count (:func:`main`). A stop by a signal still
+    ends the whole sweep. It returns :class:`FailedJob`, which Optuna records as a failed trial."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return _train_job(cfg, run_dir)
+    try:
+        return _train_job(cfg, run_dir)
+    except _Failed as failed:
+        error = failed.message
+    except Exception as exc:  # an unexpected error (printed with its traceback): recorded the same way
+        traceback.print_exc()
+        error = f"{type(exc).__name__}: {exc}"
+    record = {"error": error, "job": HydraConfig.get().job.num, "overrides": list(HydraConfig.get().overrides.task),
+              "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_json_atomic(run_dir / FAILURE_FILE, record)
+    print(f"funnelrun: job {record['job']} failed ({run_dir / FAILURE_FILE}); the sweep goes on",
+          file=sys.stderr, flush=True)
+    return FailedJob(f"job {record['job']} failed ({run_dir / FAILURE_FILE}): {error}")
+
+
+class FailedJob:
+    """What a failed sweep job returns: no number. Hydra's Optuna sweeper casts a trial's return value
+    to float and, when that fails, tells Optuna the trial failed and goes on (with
+    ``max_failure_rate: 1.0``, conf/hparams_search/); a NaN instead would be refused by Optuna in a
+    way that stops the search."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __float__(self) -> float:
+        raise ValueError(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _train_job(cfg: DictConfig, run_dir: Path) -> float:
     from lightning.pytorch.utilities import rank_zero_only
 
     from funnelrun.pipelines.ldmask import is_ldmask, train_ldmask
     from funnelrun.pipelines.train import summary_lines, train
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     rank_zero = rank_zero_only.rank == 0  # type: ignore[attr-defined]  # set on the function by Lightning
     fresh = rank_zero and run_dir.is_dir() and not any(run_dir.iterdir())
     discard = False
@@ -113,6 +165,8 @@ def train_job(cfg: DictConfig) -> float:
         with ExitStack() as log:
             try:
                 if rank_zero:
+                    # one process per run directory (DDP ranks > 0 run inside rank 0's): a second stops here
+                    log.enter_context(run_lock(run_dir))
                     log.enter_context(console_log(run_dir / LOG_FILE))
                 metrics = (train_ldmask if is_ldmask(cfg) else train)(cfg, run_dir)
             except RunInterrupted as stop:
@@ -161,7 +215,35 @@ def main() -> Any:
                 check_run_dir(_run_dir_override(args.overrides) or Path("outputs"))
     except FunnelrunError as exc:
         _fail(exc)
-    return _hydra_main()
+    if not args.multirun and "hydra.mode=MULTIRUN" not in args.overrides and not _sweeps(args.overrides):
+        return _hydra_main()
+    started = time.time()
+    result = _hydra_main()
+    _report_failed_jobs(started)
+    return result
+
+
+def _sweeps(overrides: list[str]) -> bool:
+    """An ``hparams_search=`` option makes the command a sweep (its config sets ``hydra.mode``)."""
+    return any(o.lstrip("+").startswith("hparams_search=") and not o.endswith("=null") for o in overrides)
+
+
+def _report_failed_jobs(started: float) -> None:
+    """After a sweep: exit 1 with the count when any job failed (each says why in its failure.json)."""
+    try:
+        sweep_dir = Path(HydraConfig.get().sweep.dir)
+    except ValueError:
+        return
+    if not sweep_dir.is_dir():
+        return
+    jobs = [d for d in sweep_dir.iterdir() if d.is_dir() and d.stat().st_mtime >= started - 1]
+    failed = sorted((d for d in jobs if (d / FAILURE_FILE).is_file() and (d / FAILURE_FILE).stat().st_mtime >= started),
+                    key=lambda d: d.name)
+    if not failed:
+        return
+    print(f"funnelrun: {len(failed)} of {len(jobs)} sweep jobs failed (each directory's {FAILURE_FILE} says why): "
+          + ", ".join(str(d) for d in failed), file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 def _run_tool(tool: str, run: Callable[[list[str]], Any], usage: Callable[[], str], argv: Optional[list[str]]) -> None:

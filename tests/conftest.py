@@ -110,3 +110,21 @@ def run_cli(capsys, monkeypatch) -> Callable[..., CLIResult]:
         return CLIResult(code, captured.out, captured.err, run_dir)
 
     return run
+
+
+def run_funnelrun(run_dir: Path, *overrides: str) -> None:
+    """Run ``funnelrun`` in this process once, on one torch thread, for module-scoped fixtures (the
+    ``run_cli`` fixture is per test); raises if the run did not finish."""
+    from funnelrun.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["funnelrun", f"hydra.run.dir={run_dir}", *overrides])
+        GlobalHydra.instance().clear()
+        try:
+            main()
+        finally:
+            GlobalHydra.instance().clear()
+            torch.set_num_threads(threads)
+    assert (run_dir / "metrics.json").is_file(), f"the run in {run_dir} did not finish"

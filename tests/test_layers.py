@@ -15,7 +15,8 @@ PACKAGE = Path(funnelrun.__file__).parent
 
 #: lowest first; a module's layer is the first entry its dotted name starts with
 LAYERS = [
-    ["funnelrun.errors", "funnelrun.run_files", "funnelrun.validation", "funnelrun.options", "funnelrun.console"],
+    ["funnelrun.errors", "funnelrun.run_files", "funnelrun.run_lock", "funnelrun.validation", "funnelrun.options",
+     "funnelrun.console"],
     ["funnelrun.transforms", "funnelrun.surjections", "funnelrun.distributions"],
     ["funnelrun.models", "funnelrun.data"],
     ["funnelrun.config", "funnelrun.checkpoint", "funnelrun.overrides"],

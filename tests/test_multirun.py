@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from funnelrun.config import register_configs
 from funnelrun.evaluation.report import find_runs
 
-from conftest import TINY_NSF
+from conftest import TINY, TINY_NSF
 
 BIN = Path(sys.executable).parent
 
@@ -81,3 +81,48 @@ def test_optuna_search_minimises_the_validation_nll_of_its_trials(tmp_path):
     assert len(trials) == 2
     assert best.best_value == pytest.approx(min(t["val/nll"] for t in trials))
     assert set(best.best_params) == {"optim.lr", "model.hidden_features", "model.num_bins"}
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    """The first job fails when it builds its model (a 2-D funnel cannot keep 2 dimensions: found
+    at build time, not by the up-front config check, which already refuses e.g. model.num_bins=0
+    for every job before any starts); the next job still runs, the failing one's directory says
+    why, the sweep exits 1 with the count, and funnelrun-report lists it as failed."""
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [str(BIN / "funnelrun"), "-m", "model=f_nsf", *TINY, "eval.plot=false", "model.latent_dim=2,1",
+         f"hydra.sweep.dir={sweep}"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"funnelrun: 1 of 2 sweep jobs failed (each directory's failure.json says why): {sweep / '0'}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (sweep / "1" / "metrics.json").is_file() and not (sweep / "0" / "metrics.json").exists()
+    failure = json.loads((sweep / "0" / "failure.json").read_text())
+    assert "drop between 1 and 1" in failure["error"] and "model.latent_dim=2" in failure["overrides"]
+    report = subprocess.run([str(BIN / "funnelrun-report"), str(sweep)], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert "failed (failure.json: a funnel on 2-D data" in report.stdout, report.stdout
+    assert "(1 seed)" in report.stdout and "nan" not in report.stdout
+
+
+def test_an_optuna_search_records_a_failing_trial_as_failed_and_goes_on(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    sweep = tmp_path / "search"
+    tiny = [o for o in TINY if not o.startswith(("model.hidden_features", "model.num_bins"))]
+    proc = subprocess.run(
+        [str(BIN / "funnelrun"), "hparams_search=f_nsf_optuna", "hydra.sweeper.n_trials=3", *tiny, "eval.plot=false",
+         "hydra.sweeper.params={model.hidden_features:'choice(0,8)',model.num_bins:'choice(4)'}",
+         f"hydra.sweep.dir={sweep}"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    failed = sorted(p.parent.name for p in sweep.glob("*/failure.json"))
+    done = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
+    assert len(failed) + len(done) == 3 and failed and done, (failed, done, proc.stderr[-3000:])
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"funnelrun: {len(failed)} of 3 sweep jobs failed" in proc.stderr
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_params["model.hidden_features"] == 8
+    for name in failed:  # hidden_features=0, found when the trial composed its config
+        assert "model.hidden_features=0" in json.loads((sweep / name / "failure.json").read_text())["error"]

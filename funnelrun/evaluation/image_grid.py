@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from funnelrun.run_files import atomic_file
+
 #: at least this many pixels across the saved grid, and across each image in it (small images are
 #: enlarged, nearest neighbour): an 8x8 digit is drawn 64 pixels wide
 MIN_WIDTH = 640
@@ -41,6 +43,6 @@ def save_image_grid(images: Tensor, bits: int, path: Path, ncol: int | None = No
     picture = Image.fromarray(grid[..., 0] if channels == 1 else grid)
     scale = max(1, math.ceil(MIN_WIDTH / picture.width), math.ceil(MIN_IMAGE_SIDE / min(h, w)))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
+    with atomic_file(path) as f:
+        picture.save(f, format="PNG")
     return path

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import FunnelrunError
 from funnelrun.models.flow import Flow
+from funnelrun.run_files import atomic_file
 
 #: samples shown in each image grid
 GRID_IMAGES = 64
@@ -40,7 +41,8 @@ def scatter_plot(samples: torch.Tensor, bounds, path: Path, title: str) -> None:
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_aspect("equal")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

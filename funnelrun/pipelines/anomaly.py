@@ -54,7 +54,7 @@ from funnelrun.evaluation.metrics import bits_per_dim
 from funnelrun.pipelines.followup import key_of, may_change, read_run
 from funnelrun.pipelines.outputs import new_output_dir
 from funnelrun.pipelines.sample_quality import prepare_network, score_samples
-from funnelrun.run_files import write_json_atomic
+from funnelrun.run_files import atomic_file, write_json_atomic
 from funnelrun.validation import validate_config
 
 EVAL_METRICS_FILE = "eval_metrics.json"
@@ -128,7 +128,8 @@ def run_eval(argv: list[str]) -> Path:
     metrics.update(exact=run.model.exact, ckpt_path=str(run.checkpoint))
     out = new_output_dir(run.path, None, kind="eval")
     if scores:
-        torch.save(scores, out / "scores.pt")
+        with atomic_file(out / "scores.pt") as f:
+            torch.save(scores, f)
     write_json_atomic(out / EVAL_METRICS_FILE, metrics)
     for line in lines:
         print(line, flush=True)

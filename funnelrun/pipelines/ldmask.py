@@ -34,7 +34,7 @@ from funnelrun.evaluation.logdet_map import mean_level_logdet_maps
 from funnelrun.models.flow import Flow
 from funnelrun.models.realnvp_ldmask import LDMaskSource, channel_masks_from_scores, masks_from_maps, set_masks
 from funnelrun.pipelines.train import train
-from funnelrun.run_files import CHECKPOINT_DIR, METRICS_FILE
+from funnelrun.run_files import CHECKPOINT_DIR, METRICS_FILE, atomic_file, relative_to_run
 from funnelrun.training.run_dir import interrupted
 
 STAGE1_DIR = "stage1"
@@ -98,7 +98,8 @@ def fit_masks(cfg: DictConfig, run_dir: Path, model: Flow, datamodule: FunnelDat
     stage1_dir = run_dir / STAGE1_DIR
     stage1 = stage1_config(cfg)
     best = json.loads((stage1_dir / METRICS_FILE).read_text())["best_checkpoint"]
-    checkpoint_path = Path(best) if best else stage1_dir / CHECKPOINT_DIR / "last.ckpt"
+    # metrics.json names it relative to the stage's directory (older runs: an absolute path)
+    checkpoint_path = stage1_dir / best if best else stage1_dir / CHECKPOINT_DIR / "last.ckpt"
     stage1_model = build_model(stage1, datamodule)
     load_weights(stage1_model, checkpoint_path, read_checkpoint(checkpoint_path))
 
@@ -114,7 +115,8 @@ def fit_masks(cfg: DictConfig, run_dir: Path, model: Flow, datamodule: FunnelDat
         saved = {"logdet_maps": maps, "masks": masks, "exit_level": exit_level}
         plot_masks(maps, exit_level, out / "masks.png")
     set_masks(model, masks)
-    torch.save({**saved, "stage1_checkpoint": str(checkpoint_path)}, out / "masks.pt")
+    with atomic_file(out / "masks.pt") as f:
+        torch.save({**saved, "stage1_checkpoint": relative_to_run(checkpoint_path, run_dir)}, f)
     print(f"log-det masking, stage 2: masks in {out / 'masks.pt'}", flush=True)
 
 
@@ -138,6 +140,7 @@ def plot_masks(maps: list[torch.Tensor], exit_level: torch.Tensor, path: Path) -
         axis.set_xticks([])
         axis.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
     return path

@@ -25,6 +25,7 @@ from funnelrun.evaluation.image_grid import save_image_grid
 from funnelrun.evaluation.sample import GRID_IMAGES, INTERPOLATION_STEPS, interpolations, scatter_plot
 from funnelrun.pipelines.followup import read_run
 from funnelrun.pipelines.outputs import new_output_dir
+from funnelrun.run_files import atomic_file
 
 
 def run_sample(argv: list[str]) -> Path:
@@ -40,7 +41,8 @@ def run_sample(argv: list[str]) -> Path:
     with torch.no_grad():
         for temperature in cfg.sample.temperatures:
             samples = model.sample(cfg.sample.num_samples, temperature=float(temperature))
-            torch.save(samples, out / f"samples_T{temperature}.pt")
+            with atomic_file(out / f"samples_T{temperature}.pt") as f:
+                torch.save(samples, f)
             if datamodule.data_dim == 2 and datamodule.bounds is not None:
                 title = f"{cfg.name}, T = {temperature}"
                 scatter_plot(samples, datamodule.bounds, out / f"samples_T{temperature}.png", title)
@@ -57,7 +59,8 @@ def run_sample(argv: list[str]) -> Path:
             )
         else:
             rows = interpolations(model, datamodule, cfg.sample.interpolations)
-            torch.save(rows, out / "interpolations.pt")
+            with atomic_file(out / "interpolations.pt") as f:
+                torch.save(rows, f)
             save_image_grid(rows, cast(int, datamodule.bits), out / "interpolations.png", ncol=INTERPOLATION_STEPS)
     print(f"{cfg.sample.num_samples} samples at T = {list(cfg.sample.temperatures)} in {out}", flush=True)
     return out

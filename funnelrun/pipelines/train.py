@@ -29,8 +29,8 @@ from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import RunInterrupted
 from funnelrun.evaluation.importance import log_density
 from funnelrun.models.flow import Flow
-from funnelrun.run_files import CHECKPOINT_DIR, METRICS_FILE, write_json_atomic
-from funnelrun.training.callbacks import StopSignal
+from funnelrun.run_files import CHECKPOINT_DIR, METRICS_FILE, relative_to_run, write_json_atomic
+from funnelrun.training.callbacks import StopSignal, stop_on_signals
 from funnelrun.training.module import DensityEstimator
 from funnelrun.training.run_dir import interrupted, prepare_run_dir
 from funnelrun.training.trainer import check_precision, make_trainer
@@ -109,20 +109,32 @@ def _fit_and_test(
     checkpointing: ModelCheckpoint,
     ckpt: Optional[Path],
 ) -> dict[str, Any]:
-    model, logger = module.model, trainer.logger
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+        train_seconds = time.perf_counter() - start
+        # From here until metrics.json is written, a stop (Ctrl-C, SIGTERM, SIGUSR1/2) ends the run at
+        # once with a non-zero status: the training is saved in last.ckpt (also its final step), and the
+        # next launch (auto_resume, or ckpt_path=last) tests it again. Never a success without metrics.json.
+        with stop_on_signals():
+            return _test_and_write(cfg, run_dir, trainer, module, datamodule, checkpointing, train_seconds)
     except (SIGTERMException, StopSignal) as exc:
         name = str(exc) if isinstance(exc, StopSignal) else "SIGTERM"
         raise RunInterrupted(name, trainer.global_step, run_dir / CHECKPOINT_DIR / "last.ckpt", run_dir) from exc
-    train_seconds = time.perf_counter() - start
 
+
+def _test_and_write(
+    cfg: DictConfig,
+    run_dir: Path,
+    trainer: pl.Trainer,
+    module: DensityEstimator,
+    datamodule: FunnelDataModule,
+    checkpointing: ModelCheckpoint,
+    train_seconds: float,
+) -> dict[str, Any]:
+    model, logger = module.model, trainer.logger
     best = checkpointing.best_model_path or None
-    try:
-        trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-    except StopSignal as exc:  # Ctrl-C during the test: resuming goes on from the last checkpoint and tests
-        raise RunInterrupted(str(exc), trainer.global_step, run_dir / CHECKPOINT_DIR / "last.ckpt", run_dir) from exc
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
 
     best_val = checkpointing.best_model_score
     metrics = {
@@ -151,7 +163,8 @@ def _fit_and_test(
         "train_precision": str(cfg.trainer.precision),
         "tf32": bool(cfg.trainer.get("tf32", False)),
         "test_precision": "64-true" if str(cfg.trainer.precision).startswith("64") else "32-true",
-        "best_checkpoint": best,
+        # relative to the run directory, so a moved or copied run still names it
+        "best_checkpoint": relative_to_run(best, run_dir),
         "seed": cfg.seed,
     }
     if not trainer.is_global_zero:
@@ -159,10 +172,12 @@ def _fit_and_test(
     # a figure that cannot be drawn (memory, a plotting library's error) never costs the trained model
     # or its metrics: it is reported and left out
     if datamodule.data_dim == 2 and cfg.eval.plot:
-        metrics["density_plot"] = _figure("density.png", lambda: str(_plot_2d(cfg, model, datamodule, run_dir, logger)))
+        metrics["density_plot"] = _figure(
+            "density.png", lambda: relative_to_run(_plot_2d(cfg, model, datamodule, run_dir, logger), run_dir))
     if len(datamodule.data_shape) == 3 and cfg.eval.plot:
         metrics["sample_grids"] = _figure(
-            "samples_T*.png", lambda: _sample_grids(cfg, model, datamodule, run_dir, logger))
+            "samples_T*.png",
+            lambda: [relative_to_run(p, run_dir) for p in _sample_grids(cfg, model, datamodule, run_dir, logger)])
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             print(f"warning: {key} is {value}", file=sys.stderr)

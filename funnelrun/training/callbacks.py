@@ -5,6 +5,8 @@ import math
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,17 +16,73 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class FiniteModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose top-k ("best") ignores non-finite monitored values.
+    """The run's ModelCheckpoint: ``last.ckpt`` and the best-by-validation ``best-step<N>.ckpt``.
 
-    Lightning ranks a NaN score as +inf, which still becomes "best" when nothing better exists; here
-    a NaN/inf validation NLL is never a candidate (the ``last`` checkpoint is still written).
+    - "Best" ignores non-finite monitored values. Lightning ranks a NaN score as +inf, which still
+      becomes "best" when nothing better exists; here a NaN/inf validation NLL is never a candidate
+      (the ``last`` checkpoint is still written).
+    - One ``last.ckpt``, always the newest: no version counter (Lightning writes ``last-v1.ckpt``
+      beside a ``last.ckpt`` it did not write itself, e.g. one saved on a signal before the first
+      validation, and a later resume would then read the stale one). Writes are atomic
+      (:class:`~funnelrun.training.checkpoint_io.AtomicCheckpointIO`), so replacing is safe.
+    - Paths in its state are stored relative to its directory and resolved against the current one
+      on loading: a moved or copied run directory resumes with its best score and best checkpoint
+      (Lightning keeps absolute paths and drops the score when the directory changed).
     """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(enable_version_counter=False, **kwargs)
 
     def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, Any]) -> None:
         current = monitor_candidates.get(self.monitor) if self.monitor else None
         if current is not None and not math.isfinite(float(current)):
             return
         super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """``last.ckpt`` holds the final step (Lightning saves it at validations only, so a
+        ``max_steps`` between two of them left it behind): a run stopped during its test, or one
+        extended later, continues from where training ended."""
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        else:
+            super().on_train_end(trainer, pl_module)
+
+    def _relative(self, path: Any) -> Any:
+        if not isinstance(path, str) or not path or self.dirpath is None:
+            return path
+        try:
+            return str(Path(path).relative_to(self.dirpath))
+        except ValueError:
+            return path
+
+    def _absolute(self, path: Any) -> Any:
+        if not isinstance(path, str) or not path or self.dirpath is None or Path(path).is_absolute():
+            return path
+        return str(Path(self.dirpath) / path)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        for key in RELATIVE_PATH_KEYS:
+            state[key] = self._relative(state.get(key))
+        state["best_k_models"] = {self._relative(k): v for k, v in (state.get("best_k_models") or {}).items()}
+        state["dirpath"] = RELATIVE_DIRPATH
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        if state.get("dirpath") == RELATIVE_DIRPATH:  # written by this class: paths are relative
+            state["dirpath"] = self.dirpath
+            for key in RELATIVE_PATH_KEYS:
+                state[key] = self._absolute(state.get(key))
+            state["best_k_models"] = {self._absolute(k): v for k, v in (state.get("best_k_models") or {}).items()}
+        super().load_state_dict(state)
+
+
+#: ModelCheckpoint state entries that name a checkpoint file
+RELATIVE_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+#: the ``dirpath`` a :class:`FiniteModelCheckpoint` stores: its paths are relative to wherever it is now
+RELATIVE_DIRPATH = "<relative to the checkpoints directory>"
 
 
 class CheckpointOnInterrupt(Callback):
@@ -44,6 +102,10 @@ class CheckpointOnInterrupt(Callback):
             trainer.save_checkpoint(self.path)
 
 
+#: the signals that stop a run: Ctrl-C, SIGTERM (scancel, preemption), SLURM's warnings
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
 class StopSignal(Exception):
     """Training stopped at a step boundary on a signal, after saving a checkpoint."""
 
@@ -60,8 +122,8 @@ class CheckpointOnSignal(Callback):
     relaunch of the job resumes there (``auto_resume``).
 
     Ctrl-C (SIGINT) does the same as SIGTERM: save at the next step boundary and stop (a second
-    Ctrl-C stops at once). During the test a Ctrl-C stops at once; resuming goes on from the last
-    checkpoint and tests.
+    Ctrl-C stops at once). After training (the test, the plots) any of these signals stops at once
+    (:func:`stop_on_signals`); resuming goes on from the last checkpoint and tests.
 
     Under DDP the ranks agree on the flag (an all-reduce every ``ddp_check_every`` steps), so they
     save together wherever the signal arrived.
@@ -84,17 +146,6 @@ class CheckpointOnSignal(Callback):
                 raise KeyboardInterrupt
             os.write(2, b"\nCtrl-C: saving a checkpoint at the end of this step (press again to quit at once)\n")
         self.received = signum
-
-    @staticmethod
-    def _stop_test(signum: int, frame: Any) -> None:
-        raise StopSignal(signum)
-
-    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {signal.SIGINT: signal.signal(signal.SIGINT, self._stop_test)}
-
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restore()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
@@ -128,3 +179,24 @@ class CheckpointOnSignal(Callback):
         if callable(previous) and signum != signal.SIGINT:  # Python's own SIGINT handler raises KeyboardInterrupt
             previous(signum, None)  # submitit: requeue this job, then exit
         raise StopSignal(signum)
+
+
+@contextmanager
+def stop_on_signals(signums: tuple[int, ...] = STOP_SIGNALS) -> Iterator[None]:
+    """Within the block, any of ``signums`` raises :class:`StopSignal` at once (a run's test and its
+    outputs after training: nothing there is worth finishing half, and last.ckpt already holds the
+    training, so the caller exits non-zero and the next launch tests again). Lightning's own SIGTERM
+    handler, installed during ``trainer.test``, calls the one set here too."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise StopSignal(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

@@ -2,6 +2,7 @@
 importance-weighted estimate beside the bound), resumable."""
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Optional, cast
 
@@ -244,9 +245,40 @@ class DensityEstimator(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite_steps, self.consecutive_nonfinite = checkpoint.get("nonfinite_steps", (0, 0))
+        self._follow_this_runs_schedule(checkpoint)
         state = checkpoint.get("rng_state")
         if state is not None:
             torch.set_rng_state(state["torch"])
             name, keys, pos, has_gauss, cached = state["numpy"]
             np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
             random.setstate(state["python"])
+
+    def _follow_this_runs_schedule(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint continued with other ``optim.lr``, ``optim.weight_decay`` or ``trainer.max_steps``
+        (a run extended, or continued in a new directory) follows *this* run's settings: the cosine
+        schedule is rebuilt as if this run had been configured so from step 0, i.e. at step s of
+        T = ``trainer.max_steps`` the learning rate is lr (1 + cos(pi s / T)) / 2; Adam's moments and
+        step count are kept. Lightning restores this dict into the optimizer and scheduler after this
+        hook, so the change is made in the checkpoint. The same settings leave it untouched (a resume
+        stays bit-exact)."""
+        schedulers, optimizers = checkpoint.get("lr_schedulers") or [], checkpoint.get("optimizer_states") or []
+        if self._trainer is None or len(schedulers) != 1 or len(optimizers) != 1:
+            return
+        sched, groups = schedulers[0], optimizers[0].get("param_groups", [])
+        total = max(int(self.trainer.max_steps), 1)
+        if (sched.get("T_max") == total and sched.get("base_lrs") == [self.lr] * len(groups)
+                and all(g.get("weight_decay") == self.weight_decay for g in groups)):
+            return
+        step = int(sched.get("last_epoch", checkpoint.get("global_step", 0)))
+        lr = cosine_lr(self.lr, step, total)
+        sched.update(T_max=total, eta_min=0.0, base_lrs=[self.lr] * len(groups), _last_lr=[lr] * len(groups))
+        for group in groups:
+            group.update(lr=lr, initial_lr=self.lr, weight_decay=self.weight_decay)
+        print(f"continuing from step {step} with this run's schedule: cosine from optim.lr={self.lr:g} over "
+              f"trainer.max_steps={total} (learning rate now {lr:.3g}), optim.weight_decay={self.weight_decay:g}; "
+              "the optimizer's moments are kept", flush=True)
+
+
+def cosine_lr(lr: float, step: int, total: int) -> float:
+    """The learning rate of cosine annealing from ``lr`` to 0 over ``total`` steps, at ``step``."""
+    return lr * (1 + math.cos(math.pi * min(step, total) / total)) / 2

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from funnelrun.run_files import atomic_file  # noqa: E402
+
 BoundsLike = Sequence[Sequence[float]]
 
 
@@ -76,7 +78,8 @@ def plot_density_2d(
         if title:
             fig.suptitle(title)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        with atomic_file(path) as f:
+            fig.savefig(f, format="png", dpi=100)
     finally:
         plt.close(fig)
     return path

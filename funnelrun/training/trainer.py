@@ -29,6 +29,7 @@ from funnelrun.errors import FunnelrunError
 from funnelrun.models.flow import Flow
 from funnelrun.run_files import CHECKPOINT_DIR
 from funnelrun.training.callbacks import CheckpointOnInterrupt, CheckpointOnSignal, FiniteModelCheckpoint
+from funnelrun.training.checkpoint_io import AtomicCheckpointIO
 from funnelrun.training.progress import progress_callbacks, quiet_lightning
 
 # Our DataModule resumes mid-epoch exactly (its state_dict carries the global step, and the
@@ -82,7 +83,8 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
             del kwargs[key]
     # funnelrun's own: TF32 in the conditioners (the LightningModule's conditioner_precision)
     kwargs.pop("tf32", None)
-    plugins: list[Any] = []
+    # checkpoints written atomically in the run directory's own file system, read weights-only
+    plugins: list[Any] = [AtomicCheckpointIO()]
     precision = str(kwargs["precision"])
     plugin = precision_plugin(precision, str(kwargs["accelerator"]))
     if plugin is not None:

@@ -65,7 +65,8 @@ def test_image_model_writes_grids_and_skips_interpolations_for_a_bound(run_cli, 
     train = run_cli(tmp_path / "run", *DIGITS_VAE)
     assert train.code == 0, train.err
     grids = [str(tmp_path / "run" / f"samples_T{t}.png") for t in (0.5, 0.75, 1.0)]
-    assert train.metrics["sample_grids"] == grids  # funnelrun's own grids, one per eval.temperatures
+    # funnelrun's own grids, one per eval.temperatures, named relative to the run
+    assert [str(tmp_path / "run" / g) for g in train.metrics["sample_grids"]] == grids
     assert Image.open(grids[-1]).size[0] >= 256
     args = [*DIGITS_VAE, f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}", "sample.num_samples=16",
             "sample.temperatures=[0.5,1.0]", "sample.interpolations=2"]

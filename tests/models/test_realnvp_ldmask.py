@@ -116,7 +116,7 @@ def test_both_stages_from_one_command_and_reload(run_cli, tmp_path):
     metrics = result.metrics
     assert metrics["exact"] and math.isfinite(metrics["test/bpd"]) and metrics["latent_dim"] == 64
 
-    _, _, model = load_model([*TINY_RUN, f"ckpt_path={metrics['best_checkpoint']}"])
+    _, _, model = load_model([*TINY_RUN, f"ckpt_path={run_dir / metrics['best_checkpoint']}"])
     assert torch.equal(logdet_squeezes(model)[0].kept, saved["masks"][0])
 
 
@@ -234,5 +234,5 @@ def test_glow_variant_from_one_command_and_reload(run_cli, tmp_path):
     metrics = result.metrics
     assert metrics["exact"] and math.isfinite(metrics["test/bpd"]) and metrics["latent_dim"] == 64
 
-    _, _, model = load_model([*overrides, f"ckpt_path={metrics['best_checkpoint']}"])
+    _, _, model = load_model([*overrides, f"ckpt_path={run_dir / metrics['best_checkpoint']}"])
     assert torch.equal(mask_layers(model)[0].kept, saved["masks"][0])

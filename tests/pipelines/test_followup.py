@@ -28,7 +28,7 @@ def test_the_run_directory_alone_rebuilds_its_model(run):
     loaded = read_run([f"ckpt_path={run}"], "funnelrun-sample")
     assert loaded.config.model.num_bins == 5 and loaded.path == run
     best = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
-    assert str(loaded.checkpoint) == best  # its best-by-validation checkpoint
+    assert loaded.checkpoint == run / best  # its best-by-validation checkpoint (named relative to the run)
     by_last = read_run([f"hydra.run.dir={run}", "ckpt_path=last"], "funnelrun-sample")
     assert by_last.checkpoint == run / "checkpoints" / "last.ckpt"
 

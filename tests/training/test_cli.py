@@ -73,8 +73,9 @@ def test_never_writes_into_an_earlier_run(run_cli, tmp_path):
     again = run_cli(run_dir, *TINY, "seed=1")
     assert again.code != 0
     assert "already holds a run" in again.err
-    # the run finished: the hint continues it in a new directory, never ckpt_path=last (which resumes in place)
-    assert "ckpt_path=last" not in again.err
+    # the run finished: the hints extend it in place (only a larger trainer.max_steps, its results kept
+    # in history/) or continue it in a new directory
+    assert "ckpt_path=last trainer.max_steps=<more steps> (its results so far are kept in history/)" in again.err
     assert f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'} trainer.max_steps=" in again.err
     assert (run_dir / "metrics.json").read_bytes() == before
 
@@ -153,3 +154,9 @@ def test_debug_fast_says_its_test_covers_part_of_the_split(run_cli, tmp_path):
     m = result.metrics
     assert (m["test/examples"], m["test/split_examples"]) == (200, 300)
     assert "over 200 of the 300 test examples (trainer.limit_test_batches)" in result.out
+
+
+def test_a_training_split_smaller_than_a_batch_is_refused(run_cli, tmp_path):
+    result = run_cli(tmp_path / "run", *TINY, "data.n_train=10", "trainer.max_steps=12")
+    assert result.code == 2 and "fewer than one batch" in result.err, result.err[-2000:]
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -1,7 +1,8 @@
 """Ctrl-C as on SIGTERM: the run stops at a step boundary, saves its state, prints the command that
 resumes it, exits 130; that command, run as printed, finishes the run. Shown on the two-stage
 log-det-masking run stopped in its stage 1, whose resume command names the run directory (not its
-stage1/ subdirectory)."""
+stage1/ subdirectory). A stop during the final test (SIGTERM, SIGUSR1) exits 143 without
+metrics.json, never 0, and the same command then only tests."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_NSF
 
 BIN = Path(sys.executable).parent
 #: a tiny two-stage run on the embedded digits: stage 1 long enough to be stopped in it
@@ -49,3 +55,29 @@ def test_ctrl_c_in_stage_1_of_a_two_stage_run_then_the_printed_command_finishes_
     assert stage1["steps"] == 150  # stage 1 continued to its end, then stage 2 ran
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 4
     assert (run_dir / "ldmask" / "masks.pt").is_file()
+
+
+#: a short run whose last step (12) falls between validations (every 8)
+TEST_STOP = [*TINY_NSF, "model=nsf", "eval.plot=false", "trainer.max_steps=12", "trainer.val_check_interval=8"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_stop_during_the_final_test_exits_non_zero_and_the_next_launch_tests(run_cli, tmp_path, monkeypatch, sig,
+                                                                              one_thread):
+    from funnelrun.training.module import DensityEstimator
+
+    whole = run_cli(tmp_path / "whole", *TEST_STOP)
+    assert whole.code == 0, whole.err[-2000:]
+    real = DensityEstimator.test_step
+    with monkeypatch.context() as mp:
+        mp.setattr(DensityEstimator, "test_step",
+                   lambda self, batch, i: (os.kill(os.getpid(), sig), real(self, batch, i))[1])
+        stopped = run_cli(tmp_path / "run", *TEST_STOP)
+    assert stopped.code == 143, stopped.err[-2000:]
+    assert f"funnelrun: stopped by {sig.name} at step 12" in stopped.err and "ckpt_path=last" in stopped.err
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
+    again = run_cli(tmp_path / "run", *TEST_STOP)  # the same command: auto_resume, nothing left to train, tests
+    assert again.code == 0, again.err[-2000:]
+    assert again.metrics["steps"] == 12 and again.metrics["test/nll"] == whole.metrics["test/nll"]
+    assert again.metrics["val/nll"] == whole.metrics["val/nll"]
