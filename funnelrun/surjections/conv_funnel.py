@@ -54,6 +54,11 @@ def from_tiles(tiles: Tensor) -> Tensor:
     return unsqueeze(tiles.flatten(1, 2))
 
 
+def gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """Elementwise log N(x; mean, exp(log_std)^2)."""
+    return -0.5 * ((x - mean) * torch.exp(-log_std)).pow(2) - log_std - _LOG_SQRT_2PI
+
+
 class TileGaussian(nn.Module):
     """p_phi(x_- | z): a diagonal Gaussian over each tile's 3C dropped values given the 3 x 3
     neighbourhood of its pixel in z (A.8). The last layer starts at zero: N(0, I) at start."""
@@ -116,8 +121,7 @@ class ConvFunnel(Transform):
         z, logdet = self.kept_map(kept.movedim(1, -1), self.per_pixel(dropped))  # z = J x_+ + W' x_- + b
         z = z.movedim(-1, 1)
         mean, log_std = self.conditional(z)
-        log_p = -0.5 * ((dropped - mean) * torch.exp(-log_std)).pow(2) - log_std - _LOG_SQRT_2PI
-        log_p = (log_p * self.real_dropped).flatten(1).sum(1)
+        log_p = (gaussian_log_prob(dropped, mean, log_std) * self.real_dropped).flatten(1).sum(1)
         return z, log_p + logdet * z[0, 0].numel()
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
