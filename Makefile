@@ -27,9 +27,10 @@ check: install
 test: install lint
 	$(PY) -m pytest -q $(ARGS)
 
-# Static checks (configured in pyproject.toml): lint and import order.
+# Static checks (configured in pyproject.toml): lint and import order, then types.
 lint: install
 	$(VENV)/bin/ruff check funnelrun tests scripts
+	$(VENV)/bin/mypy funnelrun
 
 test-all: install
 	$(PY) -m pytest -q -m "" $(ARGS)

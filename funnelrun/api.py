@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -123,7 +123,7 @@ def load_run(path: Union[str, Path], checkpoint: str = "best", overrides: Option
     run_dir, ckpt = locate_run(path, checkpoint)
     cfg = read_run_config(run_dir)
     if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        cfg = cast(DictConfig, OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))))
         assert isinstance(cfg, DictConfig)
     model, datamodule = _build(cfg, ckpt)
     metrics_file = run_dir / METRICS_FILE

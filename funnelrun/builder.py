@@ -4,7 +4,7 @@ evaluation, the scripts and the Python API all build through here."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 from hydra.utils import instantiate
@@ -20,7 +20,7 @@ from funnelrun.validation import validate_config
 def build_data(cfg: DictConfig) -> FunnelDataModule:
     """The data module of ``cfg.data`` (nothing is read until its ``setup``)."""
     # data.table7 holds the image models' defaults (read by the model configs), not a data argument
-    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data = cast(dict[str, Any], OmegaConf.to_container(cfg.data, resolve=True))
     data.pop("table7", None)
     return instantiate(data)
 

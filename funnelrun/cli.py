@@ -75,7 +75,7 @@ def train_job(cfg: DictConfig) -> float:
     from funnelrun.pipelines.train import summary_lines, train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    rank_zero = rank_zero_only.rank == 0
+    rank_zero = rank_zero_only.rank == 0  # type: ignore[attr-defined]  # set on the function by Lightning
     fresh = rank_zero and run_dir.is_dir() and not any(run_dir.iterdir())
     discard = False
     try:

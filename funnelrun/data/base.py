@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sized, cast
 
 import lightning.pytorch as pl
 import torch
@@ -89,11 +89,13 @@ class FunnelDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_and_world()
         sampler = self.batch_sampler_class(
-            len(self.train), self.batch_size, self.seed, start_step=self._start_step, rank=rank, world_size=world
+            len(cast(Sized, self.train)), self.batch_size, self.seed, start_step=self._start_step, rank=rank,
+            world_size=world,
         )
         # a private generator: creating loader iterators never draws from the global RNG
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train, batch_sampler=sampler, generator=generator, **self._loader_options())
+        return DataLoader(cast(Dataset, self.train), batch_sampler=sampler, generator=generator,
+                          **self._loader_options())
 
     def preprocessing(self) -> list[Transform]:
         """Bijective layers the model starts with (e.g. image rescaling and logit), so their Jacobian
@@ -105,14 +107,14 @@ class FunnelDataModule(pl.LightningDataModule):
         padding; the module sums NLLs and counts, then reduces both across ranks)."""
         rank, world = self._rank_and_world()
         if world > 1:
-            dataset = Subset(dataset, range(rank, len(dataset), world))
+            dataset = Subset(dataset, range(rank, len(cast(Sized, dataset)), world))
         return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **self._loader_options())
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.val)
+        return self._eval_loader(cast(Dataset, self.val))  # set by setup()
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test)
+        return self._eval_loader(cast(Dataset, self.test))
 
     def state_dict(self) -> dict[str, Any]:
         trainer = getattr(self, "trainer", None)

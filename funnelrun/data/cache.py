@@ -38,7 +38,7 @@ import time
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence, cast
 
 import numpy as np
 
@@ -296,11 +296,12 @@ def _write_split(path: Path, parts: Sequence[Part], shape: tuple[int, ...], name
 
     with open(path, "wb") as f:
         if all(part.rows is not None for part in parts):
-            rows = sum(part.rows for part in parts)
+            rows = sum(cast(int, part.rows) for part in parts)
             header = {"descr": "|u1", "fortran_order": False, "shape": (rows, *shape)}
             np.lib.format.write_array_header_1_0(f, header)
             for part in parts:
-                f.write(memoryview(checked(part.read(), part.rows)).cast("B"))
+                # numpy's stubs declare ndarray's buffer protocol (__buffer__) for Python 3.12+ only
+                f.write(memoryview(checked(part.read(), part.rows)).cast("B"))  # type: ignore[arg-type]
         else:
             images = np.concatenate([checked(part.read(), part.rows) for part in parts])
             rows = len(images)

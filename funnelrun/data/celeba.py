@@ -56,6 +56,7 @@ def read_celeba_image(path: Path) -> np.ndarray:
     """One image, centre-cropped to 148x148 and resized to 64x64: uint8 (3, 64, 64)."""
     if not path.is_file():
         raise _not_found(path)
+    image: Image.Image
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")

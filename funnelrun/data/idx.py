@@ -11,6 +11,7 @@ import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -65,7 +66,9 @@ def load_idx(name: str, data_dir: str | Path) -> ImageSplits:
     paths = {split: _split_path(folder, file) for split, file in SPLIT_FILES.items()}
     if None in paths.values():
         raise missing_files(folder_name, [folder / file for file in SPLIT_FILES.values()], source, downloadable=True)
-    train, test = (read_idx_images(paths[split])[:, None] for split in ("train", "test"))
+    found = cast(dict[str, Path], paths)  # no None left
+    train, test = (read_idx_images(found[split])[:, None] for split in ("train", "test"))
     if train.shape[1:] != test.shape[1:]:
-        raise corrupt_file(paths["test"], f"images of {test.shape[2:]}, but {paths['train']} has {train.shape[2:]}")
+        raise corrupt_file(found["test"],
+ f"images of {test.shape[2:]}, but {paths['train']} has {train.shape[2:]}")
     return ImageSplits(train=train, test=test)

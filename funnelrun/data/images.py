@@ -222,7 +222,7 @@ class StepKeyedBatchSampler(StepBatchSampler):
     """:class:`StepBatchSampler` whose batches are ``[(step, index), ...]``: the global step travels
     with the batch to key its noise."""
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self):
         for batch in super().__iter__():
             step = self._next_step - 1  # the global step of this batch
             yield [(step, index) for index in batch]
@@ -241,6 +241,8 @@ class ImageDataModule(FunnelDataModule):
     """
 
     batch_sampler_class = StepKeyedBatchSampler
+
+    bits: int
 
     def __init__(
         self,
@@ -340,9 +342,9 @@ class ImageDataModule(FunnelDataModule):
 
     def preprocessing(self) -> list[Transform]:
         """[Rescale(bits), Logit(logit_alpha)] or [Rescale(bits), Centre()]: see the module docstring for BPD."""
-        second = {
+        second: dict[Preprocessing, Callable[[], Transform]] = {
             Preprocessing.logit: lambda: Logit(self.logit_alpha),
             Preprocessing.logit_realnvp: lambda: Logit(self.logit_alpha, symmetric=False),
             Preprocessing.centre: Centre,
-        }[self.preprocessing_kind]()
-        return [Rescale(self.bits), second]
+        }
+        return [Rescale(self.bits), second[self.preprocessing_kind]()]

@@ -230,5 +230,5 @@ class PlaneDataModule(FunnelDataModule):
         """Box around the data with a margin of 10% of the range + 0.5 on each side."""
         lo, hi = data.min(dim=0).values, data.max(dim=0).values
         margin = 0.1 * (hi - lo) + 0.5
-        lo, hi = (lo - margin).tolist(), (hi + margin).tolist()
-        return (lo[0], lo[1]), (hi[0], hi[1])
+        low, high = (lo - margin).tolist(), (hi + margin).tolist()
+        return (low[0], low[1]), (high[0], high[1])

@@ -17,6 +17,8 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 class StandardNormal(nn.Module):
     """N(0, I) over a latent of shape ``shape``; ``temperature`` scales the sampling std."""
 
+    _device_anchor: Tensor
+
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
         self.shape = tuple(shape)

@@ -82,3 +82,5 @@ class ConditionalFlow(nn.Module):
         return x, self.log_prob(x, context)
 
 
+#: what a funnel's p(x_dropped | z) is (``log_prob(x, context)``, ``sample(context, temperature)``)
+Conditional = ConditionalDiagonalGaussian | ConditionalFlow

@@ -49,7 +49,8 @@ def split_log_likelihoods(
     every ``every_s`` seconds)."""
     if datamodule.test is None:
         datamodule.setup("test")
-    estimates, bounds = [], []
+    estimates: list[Tensor] = []
+    bounds: list[Tensor] = []
     loader = datamodule.test_dataloader()
     with Progress(label, total=len(loader), every_s=every_s) as progress:
         for batch in loader:

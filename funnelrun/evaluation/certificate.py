@@ -15,7 +15,7 @@ applies to (a VAE: no bijection, no funnel), never 0.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 from torch import Tensor
@@ -41,7 +41,8 @@ Errors = dict[str, Optional[float]]
 
 
 def _worst(errs: Errors, key: str, value: float) -> None:
-    errs[key] = value if errs[key] is None else max(errs[key], value)
+    previous = errs[key]
+    errs[key] = value if previous is None else max(previous, value)
 
 
 def _check_bijection(t: Transform, x: Tensor, context: Optional[Tensor], errs: Errors) -> None:
@@ -112,7 +113,7 @@ def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> 
     model.eval()
     errs: Errors = {"roundtrip": None, "logdet": None}
     h = x
-    for layer in model.transform.transforms:
+    for layer in cast(list[Transform], model.transform.transforms):
         if layer.bijective:
             _check_bijection(layer, h, None, errs)
         elif isinstance(layer, Funnel):

@@ -18,11 +18,14 @@ the couplings are not included.
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor
 
 from funnelrun.models.flow import Flow
 from funnelrun.transforms.actnorm import ActNorm
+from funnelrun.transforms.base import CompositeTransform
 from funnelrun.transforms.conv1x1 import Conv1x1
 from funnelrun.transforms.image_coupling import ImageCoupling
 from funnelrun.transforms.multiscale import MultiScale
@@ -43,7 +46,7 @@ def level_channel_scores(model: Flow) -> list[Tensor]:
         raise ValueError("per-channel scores need one multi-scale flow without factor-out")
     total = torch.zeros(flows[0].in_shape[0], dtype=torch.float64)
     scores: list[Tensor] = []
-    for level in flows[0].levels:
+    for level in cast(list[CompositeTransform], flows[0].levels):
         for step in level.transforms:
             if isinstance(step, Squeeze):
                 total = total.repeat_interleave(4)

@@ -40,7 +40,7 @@ def save_image_grid(images: Tensor, bits: int, path: Path, ncol: int | None = No
         grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = image
     picture = Image.fromarray(grid[..., 0] if channels == 1 else grid)
     scale = max(1, math.ceil(MIN_WIDTH / picture.width), math.ceil(MIN_IMAGE_SIDE / min(h, w)))
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
     return path

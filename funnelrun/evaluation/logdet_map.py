@@ -15,13 +15,15 @@ channel. The maps of the layers sum to the layer's log-det (tested).
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from funnelrun.models.flow import Flow
 from funnelrun.transforms.actnorm import ActNorm
-from funnelrun.transforms.base import Transform
+from funnelrun.transforms.base import CompositeTransform, Transform
 from funnelrun.transforms.image_coupling import ImageCoupling, MaskKind
 from funnelrun.transforms.multiscale import MultiScale
 from funnelrun.transforms.squeeze import Squeeze, squeeze
@@ -39,7 +41,8 @@ def elementwise_logdet(layer: Transform, x: Tensor) -> tuple[Tensor, Tensor]:
             transformed[:, layer.transform_idx] = True
         else:
             transformed[:] = layer.checkerboard
-        y, derivative = torch.func.jvp(lambda v: layer(v)[0], (x,), (transformed.to(x.dtype),))
+        # torch.func.jvp's annotated return type also covers has_aux=True's triple
+        y, derivative = torch.func.jvp(lambda v: layer(v)[0], (x,), (transformed.to(x.dtype),))  # type: ignore[misc]
         return y, torch.where(transformed, derivative.abs().log(), torch.zeros_like(x))
     raise TypeError(f"no per-dimension log-det for {type(layer).__name__}: RealNVP layers only")
 
@@ -57,8 +60,8 @@ def level_logdet_maps(model: Flow, x: Tensor) -> list[Tensor]:
             raise ValueError("per-dimension log-det maps need a flow without factor-out (every level sees every pixel)")
         position = torch.arange(x[0].numel(), device=x.device).reshape(1, *x.shape[1:])
         total = torch.zeros_like(x)
-        for level in layer.levels:
-            for step in level.transforms:
+        for level in cast(list[CompositeTransform], layer.levels):
+            for step in cast(list[Transform], level.transforms):
                 if isinstance(step, Squeeze):
                     x, total, position = squeeze(x), squeeze(total), squeeze(position)
                 else:

@@ -10,9 +10,11 @@ latent deterministically (``exact``: flows and funnels) have such latents.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sized, cast
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import FunnelrunError
@@ -48,11 +50,12 @@ def interpolations(model: Flow, datamodule: FunnelDataModule, pairs: int, steps:
     latent of test image i, at temperature 0."""
     if datamodule.test is None:
         datamodule.setup("test")
-    if len(datamodule.test) < 2 * pairs:
+    test = cast(Dataset, datamodule.test)
+    if len(cast(Sized, test)) < 2 * pairs:
         raise FunnelrunError(
-            f"sample.interpolations={pairs} needs {2 * pairs} test images, the test split has {len(datamodule.test)}"
+            f"sample.interpolations={pairs} needs {2 * pairs} test images, the test split has {len(cast(Sized, test))}"
         )
-    rows = [datamodule.test[i] for i in range(2 * pairs)]
+    rows = [test[i] for i in range(2 * pairs)]
     x = torch.stack([r[0] if isinstance(r, (list, tuple)) else r for r in rows])
     z, _ = model.transform(x)
     start, end = z[0::2].unsqueeze(1), z[1::2].unsqueeze(1)  # (pairs, 1, *latent_shape)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional
 
-from funnelrun.distributions.conditional import ConditionalDiagonalGaussian, ConditionalFlow
+from funnelrun.distributions.conditional import Conditional, ConditionalDiagonalGaussian, ConditionalFlow
 from funnelrun.models.flow import Flow
 from funnelrun.models.image_f_nsf import build_image_f_nsf
 from funnelrun.models.nsf import LinearKind, SplineKind, flow_steps, spline_layer, step_mixing
@@ -95,7 +95,7 @@ def build_f_nsf(
             f"funnel_level={funnel_level} must be between 0 and num_steps - 1 = {num_steps - 1}: "
             "it counts the flow steps before the funnel, which replaces one of the num_steps steps"
         )
-    spline = dict(
+    spline: dict[str, Any] = dict(
         kind=transform,
         hidden_features=hidden_features,
         num_blocks=num_blocks,
@@ -108,9 +108,9 @@ def build_f_nsf(
     layers = flow_steps(funnel_level, features, linear=linear, seed=0, actnorm=actnorm, **spline)
 
     if ConditionalKind(conditional) is ConditionalKind.gaussian:
-        p_dropped = ConditionalDiagonalGaussian(dropped, context_features=kept)
+        p_dropped: Conditional = ConditionalDiagonalGaussian(dropped, context_features=kept)
     else:
-        cond_spline = dict(
+        cond_spline: dict[str, Any] = dict(
             spline,
             hidden_features=conditional_hidden_features or max(hidden_features // 3, 8),
             num_bins=conditional_bins or num_bins,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from functools import partial
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union, cast
 
 from funnelrun.models.flow import Flow
 from funnelrun.options import FunnelKind, FunnelLayout, ImageFlowConfig
@@ -49,9 +49,9 @@ def image_coupling(shape: ImageShape, parity: bool, affine: bool, s: ImageFlowCo
     """An RQ-spline (or affine) coupling; the mask splits channels unless the image has one
     (``transformed_channels``: these channels are transformed, the others condition them)."""
     mask = mask or (MaskKind.channel if shape[0] > 1 else MaskKind.checkerboard)
-    common: dict[str, Any] = dict(mask=mask, parity=parity, hidden_channels=s.hidden_channels,
-                                  num_blocks=s.num_res_blocks, dropout=s.dropout, use_batch_norm=s.batch_norm,
-                                  transformed_channels=transformed_channels)
+    common: dict[str, Any] = dict(
+        mask=mask, parity=parity, hidden_channels=s.hidden_channels, num_blocks=s.num_res_blocks,
+        dropout=s.dropout, use_batch_norm=s.batch_norm, transformed_channels=transformed_channels)
     if affine:
         return ImageAffineCoupling(shape, **common)
     return ImageRQSplineCoupling(shape, num_bins=s.num_bins, tail_bound=s.tail_bound, **common)
@@ -62,7 +62,7 @@ def flow_step(shape: ImageShape, index: int, affine: bool, s: ImageFlowConfig, s
     return [ActNorm(shape[0]), Conv1x1(shape[0], seed=seed + index), image_coupling(shape, index % 2 == 0, affine, s)]
 
 
-def nsf_level(shape: ImageShape, index: int, affine: bool, s: ImageFlowConfig) -> tuple[Transform, ImageShape]:
+def nsf_level(shape: ImageShape, index: int, affine: bool, s: ImageFlowConfig) -> tuple[CompositeTransform, ImageShape]:
     """[Squeeze] -> ``steps_per_level`` steps -> 1 x 1 convolution, and the shape it outputs."""
     layers: list[Transform] = []
     if can_squeeze(shape):
@@ -98,10 +98,12 @@ def build_image_nsf(
 ) -> Flow:
     """Multi-scale NSF (C) on images of ``data_shape`` (C, H, W); ``affine=True``: the affine baseline."""
     check_dimension_preserved(data_shape, latent_dim)
-    return Flow([multiscale_nsf(tuple(data_shape), affine, image_settings(image))], data_shape)
+    return Flow([multiscale_nsf(cast(ImageShape, tuple(data_shape)), affine, image_settings(image))], data_shape)
 
 
-def realnvp_level(shape: ImageShape, index: int, actnorm: bool, s: ImageFlowConfig) -> tuple[Transform, ImageShape]:
+def realnvp_level(
+    shape: ImageShape, index: int, actnorm: bool, s: ImageFlowConfig
+) -> tuple[CompositeTransform, ImageShape]:
     """Checkerboard couplings, then (all levels but the last) a squeeze and channel couplings."""
     last = index == s.levels - 1
 
@@ -131,5 +133,6 @@ def build_image_realnvp(
     masks (Dinh et al. 2017), residual conv nets with batch norm; ``actnorm`` adds ActNorm layers."""
     check_dimension_preserved(data_shape, latent_dim)
     s = image_settings(image)
-    levels = MultiScale(tuple(data_shape), s.levels, partial(realnvp_level, actnorm=actnorm, s=s), s.factor_out)
+    levels = MultiScale(cast(ImageShape, tuple(data_shape)), s.levels,
+ partial(realnvp_level, actnorm=actnorm, s=s), s.factor_out)
     return Flow([levels], data_shape)

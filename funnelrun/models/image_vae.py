@@ -20,7 +20,7 @@ Three architectures (``model.image_arch``):
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, cast
 
 from torch import Tensor, nn
 
@@ -48,8 +48,8 @@ class BasicBlock(nn.Module):
         self.upsample_to = upsample_to
         if upsample_to is not None:
             self.conv_0 = nn.Conv2d(in_ch, in_ch, 3, padding=1, bias=False)
-            self.conv_1 = nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, bias=False)
-            self.shortcut = nn.ConvTranspose2d(in_ch, out_ch, 1, stride=2, bias=False)
+            self.conv_1: nn.Module = nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, bias=False)
+            self.shortcut: nn.Module = nn.ConvTranspose2d(in_ch, out_ch, 1, stride=2, bias=False)
             self.norm_0 = nn.BatchNorm2d(in_ch)
         else:
             self.conv_0 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
@@ -74,7 +74,7 @@ def _stage_sizes(data_shape: tuple[int, int, int], stages: int) -> list[tuple[in
     sizes = [tuple(data_shape[1:])]
     for _ in range(stages - 1):
         sizes.append(tuple(_downsampled(s) for s in sizes[-1]))
-    return sizes
+    return cast(list[tuple[int, int]], sizes)
 
 
 class ResNetEncoder(nn.Sequential):
@@ -185,7 +185,7 @@ def build_image_vae(
     uses ``hidden_features`` and ``depth`` (ReLU layers of the encoder and of the decoder).
     ``dropout > 0`` follows every hidden ReLU (MLP) or the first convolution of every block (ResNet).
     """
-    data_shape = tuple(data_shape)
+    data_shape = cast(tuple[int, int, int], tuple(data_shape))
     if ImageArch(image_arch) is ImageArch.conv:
         _check_channels(channels)
         encoder: nn.Module = ConvEncoder(data_shape, latent_dim, channels)
@@ -196,8 +196,8 @@ def build_image_vae(
                 f"a ResNet VAE needs at least one stage, positive channel counts and blocks_per_stage >= 1; got "
                 f"model.channels={list(channels)}, model.blocks_per_stage={blocks_per_stage}"
             )
-        encoder = ResNetEncoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
-        decoder = ResNetDecoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
+        encoder: nn.Module = ResNetEncoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
+        decoder: nn.Module = ResNetDecoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
     else:
         features = math.prod(data_shape)
         encoder = nn.Sequential(nn.Flatten(), *mlp(features, 2 * latent_dim, hidden_features, depth, dropout))

@@ -16,7 +16,7 @@ dropout: it is sampled in the inverse direction and scored in the forward one, w
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Union, cast
 
 from funnelrun.distributions.conditional import ConditionalFlow
 from funnelrun.models.flow import Flow
@@ -51,7 +51,8 @@ def build_image_vflow(
     """VFlow on images of ``data_shape`` (C, H, W): Augment(q) then the multi-scale flow on
     C + ``image.augment_channels`` channels (affine couplings, or RQ splines with ``affine=False``);
     ``entropy_warmup_*``: q's entropy warm-up (:class:`~funnelrun.surjections.augment.Augment`)."""
-    s = image_settings(image if isinstance(image, ImageVFlowConfig) else ImageVFlowConfig(**(image or {})))
+    s = cast(ImageVFlowConfig, image_settings(  # replace() keeps the subclass
+        image if isinstance(image, ImageVFlowConfig) else ImageVFlowConfig(**(image or {}))))
     if s.augment_channels < 0 or s.q_steps < 1:
         raise ValueError(f"augment_channels must be >= 0 and q_steps >= 1, got {s.augment_channels}, {s.q_steps}")
     if s.augment_channels == 0:

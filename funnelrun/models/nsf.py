@@ -45,7 +45,7 @@ def spline_layer(
             features, mask, context_features=context_features, hidden_features=hidden_features,
             num_blocks=num_blocks, dropout=dropout,
         )
-    common = dict(
+    common: dict[str, Any] = dict(
         context_features=context_features,
         hidden_features=hidden_features,
         num_blocks=num_blocks,

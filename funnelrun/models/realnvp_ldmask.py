@@ -19,7 +19,7 @@ and a checkpoint restores them (they are buffers in the state dict).
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union, cast
 
 import torch
 from torch import Tensor
@@ -84,7 +84,7 @@ def build_realnvp_ldmask(
         make_level = partial(glow_ldmask_level, s=s)
     else:
         make_level = partial(ldmask_level, actnorm=actnorm, s=s)
-    levels = MultiScale(tuple(data_shape), s.levels, make_level, True)
+    levels = MultiScale(cast(ImageShape, tuple(data_shape)), s.levels, make_level, True)
     return Flow([levels], data_shape)
 
 

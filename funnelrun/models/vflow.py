@@ -78,7 +78,8 @@ def build_vflow(
     (features,) = data_shape
     if augment_dim < 0:
         raise ValueError(f"augment_dim must be >= 0, got {augment_dim}")
-    step = dict(kind=transform, num_blocks=num_blocks, num_bins=num_bins, tail_bound=tail_bound, linear=linear)
+    step: dict[str, Any] = dict(kind=transform, num_blocks=num_blocks, num_bins=num_bins, tail_bound=tail_bound,
+                                linear=linear)
     layers: list[Transform] = []
     if augment_dim > 0:
         q_layers = flow_steps(q_steps, augment_dim, context_features=features,

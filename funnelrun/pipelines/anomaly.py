@@ -141,8 +141,8 @@ def run_eval(argv: list[str]) -> Path:
     suffix = "" if model.exact else "_elbo"
     test, ood = ((metrics[f"test/bpd{suffix}"], metrics[f"ood/bpd{suffix}"]) if has_bpd
                  else (metrics[f"test/nll{suffix}"], metrics[f"ood/nll{suffix}"]))
-    ratio = f", ratio {metrics['ood/ratio']:.2f}" if has_bpd else ""
-    print(f"test {unit} {test:.4f}, OOD ({ood_name}) {unit} {ood:.4f}{ratio}, AUROC {metrics['ood/auroc']:.4f} "
+    ratio_text = f", ratio {metrics['ood/ratio']:.2f}" if has_bpd else ""
+    print(f"test {unit} {test:.4f}, OOD ({ood_name}) {unit} {ood:.4f}{ratio_text}, AUROC {metrics['ood/auroc']:.4f} "
           f"({kind})", flush=True)
     print(f"outputs: {out} ({EVAL_METRICS_FILE}, scores.pt)", flush=True)
     return out

@@ -86,6 +86,7 @@ def export_onnx(model: Flow, example: Tensor, path: Path) -> None:
         LogProb(model).eval(), (example,), dynamo=True, input_names=["x"], output_names=["log_prob"],
         dynamic_shapes=({0: batch},), verbose=False,
     )
+    assert program is not None  # dynamo=True returns the program
     program.save(str(path))
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -45,7 +45,7 @@ def stage1_config(cfg: DictConfig) -> DictConfig:
     """The run config of stage 1: the plain image RealNVP (conv_svd: Glow) with the same settings, no
     factor-out."""
     stage1 = copy.deepcopy(cfg)
-    image = OmegaConf.to_container(cfg.model.image, resolve=True, enum_to_str=True)
+    image = cast(dict[str, Any], OmegaConf.to_container(cfg.model.image, resolve=True, enum_to_str=True))
     if LDMaskSource(cfg.model.ldmask_source) is LDMaskSource.conv_svd:
         architecture = {"_target_": "funnelrun.models.image_flows.build_image_nsf", "affine": True}
     else:
@@ -107,7 +107,7 @@ def fit_masks(cfg: DictConfig, run_dir: Path, model: Flow, datamodule: FunnelDat
     if LDMaskSource(cfg.model.ldmask_source) is LDMaskSource.conv_svd:
         scores = level_channel_scores(stage1_model)
         masks = channel_masks_from_scores(scores)
-        saved = {"channel_scores": scores, "masks": masks}
+        saved: dict[str, Any] = {"channel_scores": scores, "masks": masks}
     else:
         maps = mean_level_logdet_maps(stage1_model, datamodule.val_dataloader())
         masks, exit_level = masks_from_maps(maps)

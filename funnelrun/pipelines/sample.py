@@ -16,6 +16,7 @@ they are skipped with a message.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -44,7 +45,7 @@ def run_sample(argv: list[str]) -> Path:
                 title = f"{cfg.name}, T = {temperature}"
                 scatter_plot(samples, datamodule.bounds, out / f"samples_T{temperature}.png", title)
             if images:
-                save_image_grid(samples[:GRID_IMAGES], datamodule.bits, out / f"samples_T{temperature}.png")
+                save_image_grid(samples[:GRID_IMAGES], cast(int, datamodule.bits), out / f"samples_T{temperature}.png")
     if cfg.sample.interpolations > 0:
         if not images:
             print("sample.interpolations skipped: interpolation rows are drawn for image data only", flush=True)
@@ -57,6 +58,6 @@ def run_sample(argv: list[str]) -> Path:
         else:
             rows = interpolations(model, datamodule, cfg.sample.interpolations)
             torch.save(rows, out / "interpolations.pt")
-            save_image_grid(rows, datamodule.bits, out / "interpolations.png", ncol=INTERPOLATION_STEPS)
+            save_image_grid(rows, cast(int, datamodule.bits), out / "interpolations.png", ncol=INTERPOLATION_STEPS)
     print(f"{cfg.sample.num_samples} samples at T = {list(cfg.sample.temperatures)} in {out}", flush=True)
     return out

@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sized, cast
 
 import lightning.pytorch as pl
 import torch
@@ -59,7 +59,8 @@ def train(
     stamp = fingerprint(cfg, datamodule)
     if ckpt is not None:
         check_compatible(ckpt, read_checkpoint(ckpt), stamp)
-    if rank_zero_only.rank == 0:  # DDP ranks > 0 re-run this command inside the same run
+    # DDP ranks > 0 re-run this command inside the same run (``rank``: set on the function by Lightning)
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         prepare_run_dir(run_dir, cfg, resume_here=resume_here)
 
     module = DensityEstimator(
@@ -119,7 +120,7 @@ def _fit_and_test(
         "test/bpd": module.results["test/bpd"],
         "test/examples": module.results["test/examples"],
         # the test split's size: more than test/examples when trainer.limit_test_batches cut it (debug=fast)
-        "test/split_examples": len(datamodule.test) if datamodule.test is not None else None,
+        "test/split_examples": len(cast(Sized, datamodule.test)) if datamodule.test is not None else None,
         # a bound (exact false): test/nll is the importance-weighted estimate; null for exact models
         "test/nll_elbo": module.results.get("test/nll_elbo"),
         "is_samples": None if model.exact else cfg.eval.is_samples,
@@ -159,12 +160,12 @@ def _plot_2d(cfg: DictConfig, model: Flow, datamodule: FunnelDataModule, run_dir
     model.eval()
     with torch.no_grad():
         samples = model.sample(cfg.eval.num_samples)
-    data = datamodule.test_data[: cfg.eval.num_samples]
+    data = cast(Any, datamodule).test_data[: cfg.eval.num_samples]  # 2-D data modules have test_data
     title = f"{cfg.name} (latent dim {model.latent_dim})"
     if not model.exact:
         title += f", density: importance-weighted estimate, {PLOT_IS_SAMPLES} samples"
     path = plot_density_2d(
-        data, log_density(model, PLOT_IS_SAMPLES, cfg.eval.is_chunk_size), samples, datamodule.bounds,
+        data, log_density(model, PLOT_IS_SAMPLES, cfg.eval.is_chunk_size), samples, cast(tuple, datamodule.bounds),
         run_dir / "density.png", points_per_axis=cfg.eval.grid_points, title=title,
     )
     if isinstance(logger, WandbLogger):
@@ -182,7 +183,8 @@ def _sample_grids(cfg: DictConfig, model: Flow, datamodule: FunnelDataModule, ru
     with torch.no_grad():
         for temperature in cfg.eval.temperatures:
             samples = model.sample(64, temperature=float(temperature))
-            paths.append(str(save_image_grid(samples, datamodule.bits, run_dir / f"samples_T{temperature}.png")))
+            path = save_image_grid(samples, cast(int, datamodule.bits), run_dir / f"samples_T{temperature}.png")
+            paths.append(str(path))
     if isinstance(logger, WandbLogger):
         logger.log_image(key="samples", images=paths, caption=[f"T = {t}" for t in cfg.eval.temperatures])
     return paths

@@ -42,6 +42,8 @@ class Augment(Transform):
     exact = False
     bijective = False
 
+    entropy_weight: Tensor
+
     def __init__(self, q: ConditionalFlow, entropy_warmup_steps: int = 0, entropy_warmup_start: float = 0.5):
         super().__init__()
         if q.features < 1:

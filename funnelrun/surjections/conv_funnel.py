@@ -30,7 +30,7 @@ sets them to zero before solving for x_+. ``inverse`` crops them away.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +72,7 @@ class TileGaussian(nn.Module):
             layers += [nn.Conv2d(hidden_features, hidden_features, kernel_size=1), nn.ReLU()]
         last = nn.Conv2d(hidden_features, 2 * 3 * channels, kernel_size=1)
         nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        nn.init.zeros_(cast(Tensor, last.bias))  # built with a bias
         self.net = nn.Sequential(*layers, last)
         self.channels = channels
 

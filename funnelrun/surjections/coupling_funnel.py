@@ -18,8 +18,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from funnelrun.distributions.conditional import Conditional
 from funnelrun.transforms.base import Transform
 from funnelrun.transforms.coupling import Coupling
 
@@ -40,7 +41,7 @@ class CouplingFunnel(Transform):
 
     bijective = False
 
-    def __init__(self, coupling: Coupling, conditional: nn.Module):
+    def __init__(self, coupling: Coupling, conditional: Conditional):
         super().__init__()
         self.coupling = coupling
         self.conditional = conditional

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from funnelrun.distributions.conditional import Conditional
 from funnelrun.transforms.base import Transform, zero_contribution
 
 
@@ -25,7 +26,7 @@ class Funnel(Transform):
 
     bijective = False
 
-    def __init__(self, features: int, dropped: int, conditional: nn.Module, transform: Optional[Transform] = None):
+    def __init__(self, features: int, dropped: int, conditional: Conditional, transform: Optional[Transform] = None):
         super().__init__()
         if not 0 < dropped < features:
             raise ValueError(

@@ -20,6 +20,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from funnelrun.distributions.conditional import Conditional
 from funnelrun.surjections.funnel import Funnel
 from funnelrun.transforms.linear import LULinear
 
@@ -64,7 +65,7 @@ class FunnelMLP(Funnel):
         z, contribution = layer(torch.randn(8, 6))   # z: (8, 4), contribution: (8,)
     """
 
-    def __init__(self, in_features: int, out_features: int, conditional: nn.Module):
+    def __init__(self, in_features: int, out_features: int, conditional: Conditional):
         if not 0 < out_features < in_features:
             raise ValueError(
                 f"an MLP funnel maps {in_features} features to between 1 and {in_features - 1}, got "

@@ -4,13 +4,12 @@ Contribution: log p_phi(x_- | x_+); the kept coordinates pass through unchanged.
 """
 from __future__ import annotations
 
-from torch import nn
-
+from funnelrun.distributions.conditional import Conditional
 from funnelrun.surjections.funnel import Funnel
 
 
 class Slice(Funnel):
     """Keep x[:, dropped:], score the dropped x[:, :dropped] under p_phi(. | kept)."""
 
-    def __init__(self, features: int, dropped: int, conditional: nn.Module):
+    def __init__(self, features: int, dropped: int, conditional: Conditional):
         super().__init__(features, dropped, conditional, transform=None)

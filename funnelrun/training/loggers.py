@@ -61,6 +61,6 @@ def wandb_run_id(run_dir: Path) -> str:
     if path.is_file():
         return path.read_text().strip()
     run_id = secrets.token_hex(4)  # W&B run ids: short, lowercase, alphanumeric
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # set on the function by Lightning
         write_atomic(path, run_id + "\n")
     return run_id

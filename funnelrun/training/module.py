@@ -3,11 +3,13 @@ importance-weighted estimate beside the bound), resumable."""
 from __future__ import annotations
 
 import random
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
 
 from funnelrun import __version__
@@ -87,7 +89,7 @@ class DensityEstimator(pl.LightningModule):
         loss = -self.train_log_prob(_first(batch)).mean()
         # only on the steps the logger writes (``trainer.log_every_n_steps``): ``self.log`` costs
         # about a millisecond, more than a whole step of a small flow on a CPU
-        every = self.trainer.log_every_n_steps
+        every = self.trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -122,7 +124,7 @@ class DensityEstimator(pl.LightningModule):
         self._count_nonfinite(wait=True)
 
     def _nonfinite_message(self, step: int) -> str:
-        callback = self.trainer.checkpoint_callback
+        callback = cast(Optional[ModelCheckpoint], self.trainer.checkpoint_callback)  # funnelrun's: a ModelCheckpoint
         last_good = (callback.last_model_path or callback.best_model_path) if callback else ""
         return (
             f"training stopped at step {step}: {self.consecutive_nonfinite} steps in a row had a "
@@ -132,7 +134,7 @@ class DensityEstimator(pl.LightningModule):
             "Allow more with optim.max_consecutive_nonfinite=<n>"
         )
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         # fused: one kernel over all parameters instead of ~10 small ops per tensor (CPU and CUDA).
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
         total = max(int(self.trainer.max_steps), 1)
@@ -212,7 +214,7 @@ class DensityEstimator(pl.LightningModule):
         checkpoint["nonfinite_steps"] = (self.nonfinite_steps, self.consecutive_nonfinite)
         checkpoint["rng_state"] = {
             "torch": torch.get_rng_state(),
-            "numpy": _numpy_state_to_plain(np.random.get_state()),
+            "numpy": _numpy_state_to_plain(cast(tuple, np.random.get_state())),  # the legacy MT19937 tuple
             "python": random.getstate(),
         }
 

@@ -45,7 +45,8 @@ class NonFiniteFlags:
         device = grads[0].device
         found_inf = torch.zeros((), device=device)  # 0-dim, like the step counts fused Adam corrects with it
         torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, torch.ones((), device=device))
-        optimizer.found_inf = found_inf  # read by fused Adam's step, as when torch.amp.GradScaler sets it
+        # read by fused Adam's step, as when torch.amp.GradScaler sets it (not an attribute the stubs declare)
+        optimizer.found_inf = found_inf  # type: ignore[attr-defined]
         if device.type == "cuda":
             host = torch.empty((), pin_memory=True)
             host.copy_(found_inf, non_blocking=True)

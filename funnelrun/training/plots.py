@@ -59,8 +59,8 @@ def plot_density_2d(
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     try:
-        for ax, pts, name in ((axes[0], data, "data"), (axes[2], samples, "model samples")):
-            pts = pts.detach().float().cpu().numpy()
+        for ax, points, name in ((axes[0], data, "data"), (axes[2], samples, "model samples")):
+            pts = points.detach().float().cpu().numpy()
             *_, image = ax.hist2d(pts[:, 0], pts[:, 1], bins=max(points_per_axis // 2, 10), range=hist_range,
                                   cmap="viridis")
             fig.colorbar(image, ax=ax, label="examples per bin")

@@ -74,7 +74,7 @@ def _batches(n: Optional[int]) -> str:
 def _loss(outputs: Any) -> Optional[float]:
     """This step's training loss, from what ``training_step`` returned (read only when a line is due:
     on a GPU it waits for the step)."""
-    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    loss: Any = outputs.get("loss") if isinstance(outputs, dict) else outputs
     try:
         return float(loss)
     except (TypeError, ValueError, RuntimeError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import Logger
@@ -50,7 +50,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
         # submitit (hydra/launcher=slurm) requeues on its signal after CheckpointOnSignal has saved;
         # Lightning's own SLURM requeue on SIGUSR1 would race them
         kwargs["plugins"] = [SLURMEnvironment(auto_requeue=False)]
-    return kwargs
+    return cast(dict[str, Any], kwargs)
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, logger: Logger) -> tuple[pl.Trainer, FiniteModelCheckpoint]:

@@ -19,6 +19,8 @@ class ActNorm(Transform):
     log-det is sum(log_scale) times the number of spatial positions.
     """
 
+    initialized: Tensor
+
     def __init__(self, features: int, eps: float = 1e-6):
         super().__init__()
         self.eps = eps

@@ -5,7 +5,7 @@ features j < i and the context: one network pass forward, ``features`` passes to
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 from torch import Tensor
@@ -54,9 +54,9 @@ class RQSplineAutoregressive(Transform):
         self, inputs: Tensor, conditioning: Tensor, context: Optional[Tensor], inverse: bool
     ) -> tuple[Tensor, Tensor]:
         params = self.made(conditioning, context).view(inputs.shape[0], self.features, -1)
-        return packed_rational_quadratic_spline(
+        return cast(tuple[Tensor, Tensor], packed_rational_quadratic_spline(  # with its log-det
             inputs, params, self.num_bins, inverse=inverse, tail_bound=self.tail_bound
-        )
+        ))
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         z, logabsdet = self._spline(x, x, context, inverse=False)

@@ -12,7 +12,7 @@ funnels) or only a bound (stochastic layers such as a VAE encoder).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -60,12 +60,12 @@ class CompositeTransform(Transform):
         return x, total
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
-        for t in reversed(self.transforms):
+        for t in reversed(cast(list[Transform], self.transforms)):
             z = t.inverse(z, context, temperature)
         return z
 
     def out_features(self, in_features: int) -> int:
-        for t in self.transforms:
+        for t in cast(list[Transform], self.transforms):
             in_features = t.out_features(in_features)
         return in_features
 

@@ -18,6 +18,9 @@ from funnelrun.transforms.linear import LULinear
 class Conv1x1(LULinear):
     """Invertible 1 x 1 convolution on images (B, C, H, W); ``seed`` draws the fixed permutation."""
 
+    permutation: Tensor
+    inverse_permutation: Tensor
+
     def __init__(self, channels: int, seed: int = 0):
         super().__init__(channels)
         generator = torch.Generator().manual_seed(seed)

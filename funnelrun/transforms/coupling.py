@@ -7,7 +7,7 @@ optionally with that paper's unconditional spline on the identity features (``un
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Union, cast
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +40,10 @@ class Coupling(Transform):
     final layer starts at zero weights and ``identity_params`` biases (a learned constant when
     every feature is transformed and there is no context).
     """
+
+    identity_idx: Tensor
+    transform_idx: Tensor
+    output_order: Tensor
 
     def __init__(
         self,
@@ -102,7 +106,7 @@ class Coupling(Transform):
         return x.index_copy(1, self.transform_idx, y), None if logabsdet is None else sum_except_batch(logabsdet)
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        return self._couple(x, context, inverse=False)
+        return cast(tuple[Tensor, Tensor], self._couple(x, context, inverse=False))  # with its log-det
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
         return self._couple(z, context, inverse=True, with_logdet=False)[0]
@@ -146,7 +150,7 @@ class RQSplineCoupling(Coupling):
         self.unconditional = RQSpline(identity, num_bins, tail_bound) if unconditional and identity else None
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        z, logdet = self._couple(x, context, inverse=False)
+        z, logdet = super().forward(x, context)
         if self.unconditional is None:
             return z, logdet
         z_identity, logdet_identity = self.unconditional(z.index_select(1, self.identity_idx))

@@ -19,7 +19,7 @@ on its input: a conditional coupling (VFlow's q(a | x), :mod:`funnelrun.models.i
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional, Sequence
+from typing import Optional, Sequence, cast
 
 import torch
 from torch import Tensor
@@ -37,6 +37,10 @@ class MaskKind(str, Enum):
 
 class ImageCoupling(Transform):
     """Base image coupling on images of ``shape`` (C, H, W); subclasses set ``_elementwise``."""
+
+    transform_idx: Tensor
+    identity_idx: Tensor
+    checkerboard: Tensor
 
     def __init__(
         self,
@@ -82,9 +86,11 @@ class ImageCoupling(Transform):
         )
         with torch.no_grad():
             self.conditioner.final_layer.weight.zero_()
-            self.conditioner.final_layer.bias.copy_(identity_params.repeat(out_channels))
+            cast(Tensor, self.conditioner.final_layer.bias).copy_(identity_params.repeat(out_channels))  # has one
 
-    def _elementwise(self, x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _elementwise(
+        self, x: Tensor, params: Tensor, inverse: bool, with_logdet: bool = True
+    ) -> tuple[Tensor, Optional[Tensor]]:
         """Map x (B, n, H, W) with params (B, n, H, W, p); return outputs and per-element log-dets."""
         raise NotImplementedError
 
@@ -108,7 +114,7 @@ class ImageCoupling(Transform):
         return z, None if logabsdet is None else sum_except_batch(logabsdet)
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        return self._couple(x, context, inverse=False)
+        return cast(tuple[Tensor, Tensor], self._couple(x, context, inverse=False))  # with its log-det
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
         return self._couple(z, context, inverse=True, with_logdet=False)[0]

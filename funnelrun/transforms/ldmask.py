@@ -14,7 +14,7 @@ permutation: log-det 0. Its mask is a buffer, so ``load_state_dict`` restores it
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 from torch import Tensor
@@ -59,9 +59,12 @@ def default_mask(shape: tuple[int, int, int]) -> Tensor:
 class LogDetSqueeze(Transform):
     """Squeeze images of ``shape`` (C, H, W) by the mask ``kept`` (default: :func:`default_mask`)."""
 
+    kept: Tensor
+    permutation: Tensor
+
     def __init__(self, shape: tuple[int, int, int], kept: Optional[Tensor] = None):
         super().__init__()
-        self.in_shape = tuple(shape)
+        self.in_shape = cast(tuple[int, int, int], tuple(shape))
         self.out_shape = squeezed_shape(self.in_shape)
         self.register_buffer("kept", torch.zeros(self.in_shape, dtype=torch.bool))
         self.register_buffer("permutation", torch.zeros(self.kept.numel(), dtype=torch.long))

@@ -20,6 +20,8 @@ class LogDetChannelSplit(Permutation):
     """Channels factored (``kept`` False) first, then kept; the default mask keeps the last C - C // 2
     (the fixed split of Glow) for a model whose masks are set later."""
 
+    kept: Tensor
+
     def __init__(self, channels: int, kept: Optional[Tensor] = None):
         super().__init__(torch.arange(channels))
         self.register_buffer("kept", torch.zeros(channels, dtype=torch.bool))

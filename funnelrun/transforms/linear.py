@@ -57,6 +57,9 @@ class LULinear(Transform):
 class Permutation(Transform):
     """A fixed permutation of dimension 1 (features, or channels of images); log-det 0."""
 
+    permutation: Tensor
+    inverse_permutation: Tensor
+
     def __init__(self, permutation: Tensor):
         super().__init__()
         self.register_buffer("permutation", permutation)

@@ -11,7 +11,7 @@ unchanged. ``inverse`` splits the flat latent back.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import torch
 from torch import Tensor, nn
@@ -81,5 +81,5 @@ class MultiScale(Transform):
             if index < len(self.factored_shapes):
                 factored = parts[index].reshape(z.shape[0], *self.factored_shapes[index])
                 x = torch.cat([factored, x], dim=1)
-            x = self.levels[index].inverse(x, context, temperature)
+            x = cast(Transform, self.levels[index]).inverse(x, context, temperature)
         return x

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ def _require_context(context: Optional[Tensor]) -> Tensor:
 def _near_zero_(layer: nn.Linear | nn.Conv2d) -> None:
     """Initialise a block's last layer near zero so the block starts close to the identity."""
     nn.init.uniform_(layer.weight, -1e-3, 1e-3)
-    nn.init.uniform_(layer.bias, -1e-3, 1e-3)
+    nn.init.uniform_(cast(Tensor, layer.bias), -1e-3, 1e-3)  # both layers are built with a bias
 
 
 def _norm(features: int, use_batch_norm: bool) -> nn.Module:
@@ -114,6 +114,8 @@ class ResidualNet(nn.Module):
 class MaskedLinear(nn.Linear):
     """Linear layer whose unit of degree d_out sees inputs of degree d_in <= d_out (< if strict)."""
 
+    mask: Tensor
+
     def __init__(self, in_degrees: Tensor, out_degrees: Tensor, strict: bool):
         super().__init__(len(in_degrees), len(out_degrees))
         connected = out_degrees[:, None] > in_degrees if strict else out_degrees[:, None] >= in_degrees
@@ -182,8 +184,8 @@ def _masked(layer: MaskedLinear) -> Tensor:
 def _sorted_affine(layer: nn.Linear, order: Tensor, *, outputs: bool, inputs: bool) -> Affine:
     """The layer's (masked) weight and bias with its hidden-unit outputs and/or inputs in ``order``
     (``index_select``: several times faster than ``w[order]`` for a 256 x 256 weight on CPU)."""
-    weight = _masked(layer) if isinstance(layer, MaskedLinear) else layer.weight
-    bias = layer.bias
+    weight: Tensor = _masked(layer) if isinstance(layer, MaskedLinear) else layer.weight
+    bias: Tensor = layer.bias
     if outputs:
         weight, bias = weight.index_select(0, order), bias.index_select(0, order)
     if inputs:
@@ -199,6 +201,8 @@ class MADE(nn.Module):
     (batch, D * output_multiplier) viewed as (batch, D, output_multiplier) holds the parameters
     of feature i in row i.
     """
+
+    hidden_order: Tensor
 
     def __init__(
         self,
@@ -238,19 +242,22 @@ class MADE(nn.Module):
     def _degree_sorted_weights(self) -> _DegreeSortedWeights:
         order = self.hidden_order
 
-        def hidden(layer: Optional[nn.Linear], inputs: bool = False) -> Optional[Affine]:
-            return None if layer is None else _sorted_affine(layer, order, outputs=True, inputs=inputs)
+        def hidden(layer: nn.Linear, inputs: bool = False) -> Affine:
+            return _sorted_affine(layer, order, outputs=True, inputs=inputs)
+
+        def optional(layer: Optional[nn.Linear]) -> Optional[Affine]:
+            return None if layer is None else hidden(layer)
 
         return _DegreeSortedWeights(
             initial=hidden(self.initial_layer),
-            context=hidden(self.context_layer),
+            context=optional(self.context_layer),
             blocks=[
                 (
                     hidden(block.linear_0, inputs=True),
-                    hidden(block.context_layer),
+                    optional(block.context_layer),
                     hidden(block.linear_1, inputs=True),
                 )
-                for block in self.blocks
+                for block in cast(list[MaskedResidualBlock], self.blocks)
             ],
             final=_sorted_affine(self.final_layer, order, outputs=False, inputs=True),
         )
@@ -277,12 +284,14 @@ class MADE(nn.Module):
         """Feature i's outputs from the degree-sorted prefixes: the computation of :meth:`forward`
         (batch norm excepted) restricted to the hidden units output i depends on."""
         weights = self._sorted
+        assert weights is not None, "called within masks_frozen() only"
         n = self.units_for_feature[i]
         w, b = weights.initial
         h = F.linear(x[:, :i], w[:n, :i], b[:n])
         if weights.context is not None:
             h = h + F.linear(_require_context(context), weights.context[0][:n], weights.context[1][:n])
-        for block, ((w0, b0), block_context, (w1, b1)) in zip(self.blocks, weights.blocks):
+        for block, ((w0, b0), block_context, (w1, b1)) in zip(cast(list[MaskedResidualBlock], self.blocks),
+                                                                weights.blocks):
             t = F.linear(F.relu(h), w0[:n, :n], b0[:n])
             if block_context is not None:
                 t = t + F.linear(_require_context(context), block_context[0][:n], block_context[1][:n])

@@ -8,7 +8,7 @@ both give the same numbers for the same unnormalised parameters.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -198,7 +198,7 @@ def rational_quadratic_spline(
     no data-dependent indexing and inputs far outside the bound keep finite gradients.
     """
     sizes = torch.stack(torch.broadcast_tensors(unnormalized_widths, unnormalized_heights))
-    return _bin_major_spline(
+    return cast(tuple[Tensor, Tensor], _bin_major_spline(  # with_logdet: the log-det is set
         inputs,
         sizes.movedim(-1, 1),
         unnormalized_derivatives.movedim(-1, 0),
@@ -207,7 +207,7 @@ def rational_quadratic_spline(
         min_bin_width,
         min_bin_height,
         min_derivative,
-    )
+    ))
 
 
 def packed_rational_quadratic_spline(
@@ -261,7 +261,7 @@ class RQSpline(Transform):
         )
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        z, logabsdet = self._spline(x, inverse=False)
+        z, logabsdet = cast(tuple[Tensor, Tensor], self._spline(x, inverse=False))  # with its log-det
         return z, sum_except_batch(logabsdet)
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
