@@ -24,7 +24,7 @@ importance-weighted estimate (:mod:`funnelrun.evaluation.importance`) beside the
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, cast
 
 from funnelrun.models.flow import Flow
 from funnelrun.models.image_flows import build_image_realnvp, image_settings
@@ -88,7 +88,7 @@ def build_image_flow_vae(
                          f"noise space than the {features}-D data), got {latent_dim}")
     (levels,) = build_image_realnvp(data_shape, actnorm=actnorm, image=s).transform.transforms
     assert isinstance(levels, MultiScale)
-    shape = levels.final_shape
+    shape = cast(tuple[int, int, int], levels.final_shape)
     vae = ImageVAELayer(ConvEncoder(shape, latent_dim, vae_channels), ConvDecoder(shape, latent_dim, vae_channels),
                         shape, latent_dim)
     return Flow([levels, Unflatten(shape), vae], data_shape)

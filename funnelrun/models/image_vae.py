@@ -196,8 +196,8 @@ def build_image_vae(
                 f"a ResNet VAE needs at least one stage, positive channel counts and blocks_per_stage >= 1; got "
                 f"model.channels={list(channels)}, model.blocks_per_stage={blocks_per_stage}"
             )
-        encoder: nn.Module = ResNetEncoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
-        decoder: nn.Module = ResNetDecoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
+        encoder = ResNetEncoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
+        decoder = ResNetDecoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
     else:
         features = math.prod(data_shape)
         encoder = nn.Sequential(nn.Flatten(), *mlp(features, 2 * latent_dim, hidden_features, depth, dropout))

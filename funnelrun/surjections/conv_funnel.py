@@ -86,6 +86,7 @@ class ConvFunnel(Transform):
     """The 2 x 2, stride-2 convolutional funnel on images of ``shape`` (C, H, W) -> (C, ceil(H/2), ceil(W/2))."""
 
     bijective = False
+    real_dropped: Tensor
 
     def __init__(self, shape: ImageShape, hidden_features: int = 128, num_layers: int = 3):
         super().__init__()

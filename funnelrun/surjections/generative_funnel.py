@@ -21,8 +21,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from funnelrun.distributions.conditional import ConditionalDiagonalGaussian, ConditionalFlow
 from funnelrun.transforms.base import Transform
 
 
@@ -33,7 +34,8 @@ class GenerativeFunnel(Transform):
     exact = False
     bijective = False
 
-    def __init__(self, features: int, augment_dim: int, q: nn.Module, transform: Transform):
+    def __init__(self, features: int, augment_dim: int, q: ConditionalFlow | ConditionalDiagonalGaussian,
+                 transform: Transform):
         super().__init__()
         if features < 1 or augment_dim < 1:
             raise ValueError(

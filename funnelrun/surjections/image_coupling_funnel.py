@@ -59,7 +59,7 @@ class ImageCouplingFunnel(Transform):
         if transform_idx is None or not torch.equal(transform_idx.cpu(), expected):
             raise ValueError(f"the coupling of an image coupling funnel must transform the squeezed channels "
                              f"{expected.tolist()} (channel mask), got {transform_idx}")
-        self.in_shape = tuple(shape)
+        self.in_shape: ImageShape = (channels, height, width)
         self.squeezed_shape = squeezed_shape(self.in_shape)
         self.out_shape = (channels, height // 2, width // 2)
         self.coupling = coupling
