@@ -28,6 +28,7 @@ from funnelrun.options import (
     LDMaskSource,
     LinearKind,
     Preprocessing,
+    QualityNetwork,
     SplineKind,
 )
 from funnelrun.overrides import explain, key_of
@@ -338,6 +339,19 @@ class EvalConfig:
     is_samples: int = 1000
     #: importance samples per model call (memory grows with is_chunk_size * data.eval_batch_size)
     is_chunk_size: int = 16
+    #: funnelrun-eval: Inception score and FID of samples at every eval.temperatures (funnels paper
+    #: Table 3; funnelrun/evaluation/sample_quality.py)
+    sample_quality: bool = False
+    #: samples per temperature (the paper's protocol: 50,000, FID against the training split)
+    quality_samples: int = 50_000
+    #: samples drawn and scored (and training images read) per model / network call
+    quality_batch_size: int = 500
+    #: the FID Inception weights, a local file (never downloaded): torch-fidelity's
+    #: weights-inception-2015-12-05-6726825d.pth; needs `pip install 'funnelrun[vision]'`
+    inception_weights: Optional[str] = None
+    #: inception (Inception score, FID); standin: a small fixed random network for tests and timing,
+    #: whose numbers are no IS or FID (written as sample/standin_*)
+    quality_network: QualityNetwork = QualityNetwork.inception
 
 
 @dataclass

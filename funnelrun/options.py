@@ -127,3 +127,15 @@ class Preprocessing(str, Enum):
     #: logit(alpha + (1 - alpha) x): RealNVP §4.1's formula, Das et al. 2019 §4 (log-det masking)
     logit_realnvp = "logit_realnvp"
     centre = "centre"
+
+
+# -- sample quality (funnelrun.evaluation.sample_quality) ------------------------------------------
+class QualityNetwork(str, Enum):
+    """The network ``funnelrun-eval eval.sample_quality=true`` scores samples with. ``inception``: the
+    FID Inception network (torch-fidelity's port of the 2015-12-05 TF Inception, its weights from
+    ``eval.inception_weights``): Inception score and FID. ``standin``: a small fixed random network,
+    for tests and for timing the evaluation where the weights are not at hand; its numbers are no
+    Inception score and no FID, and are written under ``sample/standin_*`` keys."""
+
+    inception = "inception"
+    standin = "standin"

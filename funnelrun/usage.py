@@ -87,9 +87,11 @@ writes samples_T<T>.pt (and .png for 2-D and image data), interpolations.png/.pt
 
 
 def eval_help() -> str:
-    return f"""funnelrun-eval: likelihood-based anomaly detection (funnels paper Table 4).
+    return f"""funnelrun-eval: likelihood-based anomaly detection (funnels paper Table 4) and the sample quality
+(Inception score, FID: Table 3) of image models.
 
 usage: funnelrun-eval ckpt_path=<run> ood_data=<data option> [ood.<key>=<value> ...] [key=value ...]
+       funnelrun-eval ckpt_path=<run> eval.sample_quality=true eval.inception_weights=<file> [key=value ...]
 {_RUN.format(may_change=may_change_text())}
 
 options:
@@ -98,9 +100,17 @@ options:
   ood.<key>=<value>           data.<key> of the OOD set only (e.g. ood.data_dir=...)
   eval.is_samples=1000        bound models (VAE, VFlow): importance samples per example
   eval.is_chunk_size=16       importance samples per model call
+  eval.sample_quality=false    true: Inception score and FID of eval.quality_samples samples at each
+                              eval.temperatures, FID against the whole training split (ood_data optional)
+  eval.quality_samples=50000  samples per temperature (the paper's protocol)
+  eval.quality_batch_size=500 samples drawn and scored per call
+  eval.inception_weights=null the FID Inception weights, a local file: torch-fidelity's
+                              weights-inception-2015-12-05-6726825d.pth (needs pip install 'funnelrun[vision]')
+  eval.quality_network=inception   standin: a fixed random network for tests/timing (sample/standin_*, no FID)
   log_every_s=30              seconds between progress lines where there is no terminal
 
-writes <run>/eval/<date>_<time>/eval_metrics.json (test/ood BPD, ratio, AUROC) and scores.pt"""
+writes <run>/eval/<date>_<time>/eval_metrics.json (test/ood BPD, ratio, AUROC; sample/fid,
+sample/inception_score per temperature) and scores.pt (with ood_data)"""
 
 
 def check_help() -> str:

@@ -51,6 +51,9 @@ RULES: dict[str, _Rule] = {
     "num_samples": _AT_LEAST_1,
     "grid_points": _AT_LEAST_1,
     "is_samples": _AT_LEAST_1,
+    # the Inception score's 10 splits need at least 10 samples (funnelrun/evaluation/sample_quality.py)
+    "quality_samples": (lambda v: v >= 10, "must be at least 10 (the Inception score splits the samples 10 ways)"),
+    "quality_batch_size": _AT_LEAST_1,
 }
 #: rules of top-level keys
 TOP_LEVEL_RULES: dict[str, _Rule] = {"log_every_s": _POSITIVE}

@@ -70,6 +70,22 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def train_in_process(run_dir: Path, overrides: list[str]) -> Path:
+    """Train ``funnelrun hydra.run.dir=<run_dir> <overrides>`` in this process, for module-scoped
+    fixtures (which cannot take ``monkeypatch``); returns ``run_dir``."""
+    from funnelrun.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["funnelrun", f"hydra.run.dir={run_dir}", *overrides])
+        mp.setenv("WANDB_MODE", "offline")
+        GlobalHydra.instance().clear()
+        try:
+            main()
+        finally:
+            GlobalHydra.instance().clear()
+    return run_dir
+
+
 @pytest.fixture
 def run_cli(capsys, monkeypatch) -> Callable[..., CLIResult]:
     """``run_cli(run_dir, *overrides)``: run ``funnelrun`` in this process, return exit code and output."""

@@ -30,6 +30,10 @@ Into a new directory ``<run>/eval/<date>_<time>/`` it writes ``eval_metrics.json
 
 and ``scores.pt``: the per-example NLLs ``{"test": ..., "ood": ...}`` (float64 tensors; the IS
 estimates for bound models, whose ELBO NLLs are ``test_elbo`` and ``ood_elbo``).
+
+With ``eval.sample_quality=true`` (``ood_data`` then optional) the same file also holds the
+Inception score and FID of the model's samples at every ``eval.temperatures``
+(:mod:`funnelrun.pipelines.sample_quality`, funnels paper Table 3).
 """
 from __future__ import annotations
 
@@ -40,13 +44,16 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from funnelrun.api import Run
 from funnelrun.builder import build_data
 from funnelrun.config import compose_config
+from funnelrun.data.base import FunnelDataModule
 from funnelrun.errors import FunnelrunError
 from funnelrun.evaluation.anomaly import auroc, check_comparable, split_log_likelihoods
 from funnelrun.evaluation.metrics import bits_per_dim
 from funnelrun.pipelines.followup import key_of, may_change, read_run
 from funnelrun.pipelines.outputs import new_output_dir
+from funnelrun.pipelines.sample_quality import prepare_network, score_samples
 from funnelrun.run_files import write_json_atomic
 from funnelrun.validation import validate_config
 
@@ -57,17 +64,24 @@ EVAL_METRICS_FILE = "eval_metrics.json"
 OWN_DATA_KEYS = ("_target_", "name", "table7")
 
 
-def split_argv(argv: list[str]) -> tuple[list[str], str, list[str]]:
-    """(the run's overrides, the OOD data option, the OOD set's own overrides as ``data.<key>=...``)."""
+def _asks_sample_quality(argv: list[str]) -> bool:
+    return any(a.split("=", 1)[0].lstrip("+") == "eval.sample_quality" and a.split("=", 1)[-1].lower() == "true"
+               for a in argv)
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], Optional[str], list[str]]:
+    """(the run's overrides, the OOD data option or None, the OOD set's own overrides as ``data.<key>=...``);
+    ``ood_data`` may be left out only with ``eval.sample_quality=true``."""
     names = [a.split("=", 1)[1] for a in argv if a.startswith("ood_data=")]
-    if len(names) != 1 or not names[0]:
+    if len(names) > 1 or (names and not names[0]) or (not names and not _asks_sample_quality(argv)):
         raise FunnelrunError(
             "funnelrun-eval needs exactly one ood_data=<data option> (e.g. ood_data=fashion_mnist for a model "
-            "trained with data=mnist); it is scored with the model of the run given by ckpt_path"
+            "trained with data=mnist); it is scored with the model of the run given by ckpt_path. Or "
+            "eval.sample_quality=true: the Inception score and FID of the model's samples"
         )
     overrides = [a for a in argv if not a.startswith(("ood_data=", "ood."))]
     extra = ["data." + a.removeprefix("ood.") for a in argv if a.startswith("ood.")]
-    return overrides, names[0], extra
+    return overrides, (names[0] if names else None), extra
 
 
 def ood_config(run_cfg: DictConfig, ood_name: str, overrides: list[str], extra: list[str]) -> DictConfig:
@@ -90,13 +104,43 @@ def _mean_nll(log_p: Optional[Tensor]) -> Optional[float]:
 def run_eval(argv: list[str]) -> Path:
     overrides, ood_name, extra = split_argv(argv)
     run = read_run(overrides, "funnelrun-eval")
-    cfg, datamodule, model = run.config, run.datamodule, run.model
-    ood_datamodule = build_data(ood_config(cfg, ood_name, overrides, extra))
-    check_comparable(datamodule, ood_datamodule, ood_name)
+    cfg = run.config
+    # the sample-quality network first: a missing weights file stops here, before anything is scored
+    network = prepare_network(cfg, run) if cfg.eval.sample_quality else None
+    ood_datamodule = build_data(ood_config(cfg, ood_name, overrides, extra)) if ood_name is not None else None
+    if ood_datamodule is not None:
+        check_comparable(run.datamodule, ood_datamodule, str(ood_name))
     cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("gpu", "cuda", "auto")
     device = torch.device("cuda" if cuda else "cpu")
-    model.to(device)
+    run.model.to(device)
 
+    metrics: dict[str, Any] = {}
+    scores: dict[str, Tensor] = {}
+    lines: list[str] = []
+    if ood_datamodule is not None:
+        scores, anomaly, line = _anomaly_scores(run, ood_datamodule, str(ood_name), device)
+        metrics.update(anomaly)
+        lines.append(line)
+    if network is not None:
+        quality, line = score_samples(cfg, run, network, device)
+        metrics.update(quality)
+        lines.append(line)
+    metrics.update(exact=run.model.exact, ckpt_path=str(run.checkpoint))
+    out = new_output_dir(run.path, None, kind="eval")
+    if scores:
+        torch.save(scores, out / "scores.pt")
+    write_json_atomic(out / EVAL_METRICS_FILE, metrics)
+    for line in lines:
+        print(line, flush=True)
+    written = EVAL_METRICS_FILE + (", scores.pt" if scores else "")
+    print(f"outputs: {out} ({written})", flush=True)
+    return out
+
+
+def _anomaly_scores(run: Run, ood_datamodule: FunnelDataModule, ood_name: str,
+                    device: torch.device) -> tuple[dict[str, Tensor], dict[str, Any], str]:
+    """(per-example scores, the test/ood metrics, a summary line) of the run's model on both test splits."""
+    cfg, datamodule, model = run.config, run.datamodule, run.model
     scores: dict[str, Tensor] = {}
     metrics: dict[str, Any] = {}
     for split, dm in (("test", datamodule), ("ood", ood_datamodule)):
@@ -127,22 +171,13 @@ def run_eval(argv: list[str]) -> Path:
     else:  # the paper's VAE score is the ELBO; the importance-weighted estimate's beside it
         metrics.update({"ood/ratio": ratio("_elbo"), "ood/auroc": score("_elbo"),
                         "ood/ratio_is": ratio(""), "ood/auroc_is": score("")})
-    metrics.update(
-        exact=model.exact,
-        is_samples=None if model.exact else cfg.eval.is_samples,
-        ood_data=ood_name,
-        ckpt_path=str(run.checkpoint),
-    )
-    out = new_output_dir(run.path, None, kind="eval")
-    torch.save(scores, out / "scores.pt")
-    write_json_atomic(out / EVAL_METRICS_FILE, metrics)
+    metrics.update(is_samples=None if model.exact else cfg.eval.is_samples, ood_data=ood_name)
     kind = "exact" if model.exact else "ELBO, the paper's score; IS estimates: ood/*_is"
     unit = "BPD" if has_bpd else "NLL"
     suffix = "" if model.exact else "_elbo"
     test, ood = ((metrics[f"test/bpd{suffix}"], metrics[f"ood/bpd{suffix}"]) if has_bpd
                  else (metrics[f"test/nll{suffix}"], metrics[f"ood/nll{suffix}"]))
-    ratio_text = f", ratio {metrics['ood/ratio']:.2f}" if has_bpd else ""
-    print(f"test {unit} {test:.4f}, OOD ({ood_name}) {unit} {ood:.4f}{ratio_text}, AUROC {metrics['ood/auroc']:.4f} "
-          f"({kind})", flush=True)
-    print(f"outputs: {out} ({EVAL_METRICS_FILE}, scores.pt)", flush=True)
-    return out
+    shown_ratio = f", ratio {metrics['ood/ratio']:.2f}" if has_bpd else ""
+    line = (f"test {unit} {test:.4f}, OOD ({ood_name}) {unit} {ood:.4f}{shown_ratio}, AUROC {metrics['ood/auroc']:.4f} "
+            f"({kind})")
+    return scores, metrics, line

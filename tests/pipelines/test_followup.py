@@ -12,7 +12,7 @@ from funnelrun.cli import sample_main
 from funnelrun.errors import FunnelrunError
 from funnelrun.pipelines.followup import read_run, run_location
 
-from conftest import TINY
+from conftest import TINY, train_in_process
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 #: a run whose model differs from the defaults (num_bins, latent size of a 3-D funnel... on 2-D: bins)
@@ -21,20 +21,7 @@ TRAINED = [*TINY, "model.num_bins=5"]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> "object":
-    import sys
-
-    from hydra.core.global_hydra import GlobalHydra
-
-    from funnelrun.cli import main
-
-    run_dir = tmp_path_factory.mktemp("followup") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["funnelrun", f"hydra.run.dir={run_dir}", *TRAINED])
-        mp.setenv("WANDB_MODE", "offline")
-        GlobalHydra.instance().clear()
-        main()
-        GlobalHydra.instance().clear()
-    return run_dir
+    return train_in_process(tmp_path_factory.mktemp("followup") / "run", TRAINED)
 
 
 def test_the_run_directory_alone_rebuilds_its_model(run):
