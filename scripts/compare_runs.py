@@ -81,7 +81,7 @@ def main() -> None:
         futures = {(label, seed): pool.submit(run_one, label, overrides, seed)
                    for seed in args.seeds for label, overrides in specs}
     rows = []
-    for label, overrides in specs:
+    for label, _ in specs:
         results = [futures[label, seed].result() for seed in args.seeds]
         rows.append((label, results[0]["data"], results))
 
