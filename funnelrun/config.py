@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from funnelrun.errors import FunnelrunError
 from funnelrun.options import (
+    AugmentLayer,
     ConditionalKind,
     ImageArch,
     ImageFlowConfig,
@@ -221,7 +222,8 @@ class VAEConfig:
     #: images only: resnet (ResNet18-style convolutional, funnels A.8) or mlp on the flattened image
     #: (A.9, Table 4: hidden_features=512, depth=3); both with a learned decoder std per channel
     image_arch: ImageArch = ImageArch.resnet
-    #: resnet: output channels of each residual stage (every stage after the first halves H and W)
+    #: resnet: output channels of each residual stage (every stage after the first halves H and W);
+    #: conv: filters of each convolution (Das et al. 2019 §4.1: [3, 32, 32])
     channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
     #: resnet: residual basic blocks per stage (ResNet18: 2)
     blocks_per_stage: int = 2
@@ -252,6 +254,9 @@ class VFlowConfig:
     #: does not collapse to noise the flow ignores (funnelrun/surjections/augment.py); evaluation is the ELBO
     entropy_warmup_steps: int = 0
     entropy_warmup_start: float = 0.5
+    #: concat (VFlow: a appended to x) or generative_funnel (funnels paper A.2: a conditions one step
+    #: G^{-1}(x; a) of x, eq. 9's bound; vectors only, no entropy warm-up)
+    augment_layer: AugmentLayer = AugmentLayer.concat
     #: images (C, H, W) only, where the vector fields above are ignored but transform (affine or RQ
     #: couplings): augment_channels, q(a | x) and the multi-scale p-network (funnelrun/models/image_vflow.py)
     image: ImageVFlowConfig = field(default_factory=ImageVFlowConfig)
@@ -260,11 +265,17 @@ class VFlowConfig:
 @dataclass
 class FlowVAEConfig(NSFConfig):
     _target_: str = "funnelrun.models.flow_vae.build_flow_vae"
-    #: latent size of the VAE that follows the flow
-    latent_dim: int = 1
+    #: latent size of the VAE that follows the flow (images: null is D / 4)
+    latent_dim: Optional[int] = 1
     vae_hidden_features: int = 128
     vae_depth: int = 3
     vae_dropout: float = 0.0
+    #: images: the flow is the multi-scale RealNVP of model.image (no factor-out: the VAE models its whole
+    #: latent, reshaped to the last level's image) and the VAE is convolutional with these filters
+    #: (Das et al. 2019 §4.1: 3, 32, 32, then a fully-connected layer to latent_dim)
+    vae_channels: list[int] = field(default_factory=lambda: [3, 32, 32])
+    #: images: ActNorm before every coupling of the RealNVP
+    actnorm: bool = False
 
 
 # -- trainer, logger, optimiser -----------------------------------------------------------------

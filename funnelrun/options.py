@@ -32,13 +32,24 @@ class ConditionalKind(str, Enum):
     gaussian = "gaussian"
 
 
+class AugmentLayer(str, Enum):
+    """``model.augment_layer`` of VFlow: how a ~ q(a | x) joins x. ``concat``: appended for the
+    p-network (VFlow §3.1); ``generative_funnel``: the funnels paper's generative funnel (A.2), a
+    conditional step G^{-1}(x; a) of x given a, then the p-network on (G^{-1}(x; a), a)."""
+
+    concat = "concat"
+    generative_funnel = "generative_funnel"
+
+
 # -- image models (funnelrun.models.image_flows, image_vflow, image_vae, realnvp_ldmask) ---------
 class FunnelKind(str, Enum):
-    """The dimension-reducing layer of an image funnel model: the convolutional funnel (A.7.1, A.8)
-    or the max-pool surjection (SurVAE)."""
+    """The dimension-reducing layer of an image funnel model: the convolutional funnel (A.7.1, A.8),
+    the max-pool surjection (SurVAE), or the coupling funnel (A.7.1's last paragraph: a coupling on
+    the squeezed image whose untransformed channels are dropped)."""
 
     conv = "conv"
     maxpool = "maxpool"
+    coupling = "coupling"
 
 
 class FunnelLayout(str, Enum):
@@ -68,9 +79,9 @@ class ImageFlowConfig:
     batch_norm: bool = True
     #: factor half the channels out to the base after every level but the last (A.8: not for CIFAR-10)
     factor_out: bool = False
-    #: funnel models: the convolutional funnel or the max-pool surjection
+    #: funnel models: the convolutional funnel, the max-pool surjection or the coupling funnel
     funnel: FunnelKind = FunnelKind.conv
-    #: units of each of the 3 ReLU layers of the conv funnel's p_phi (A.8: 128)
+    #: units of each of the 3 ReLU layers of the conv (and coupling) funnel's p_phi (A.8: 128)
     conditional_hidden_features: int = 128
     #: F-NSF / F-Glow: where the funnels go (first_step: A.8; interleaved: A.9, the MNIST models)
     funnel_layout: FunnelLayout = FunnelLayout.first_step
@@ -95,6 +106,8 @@ class ImageArch(str, Enum):
 
     resnet = "resnet"
     mlp = "mlp"
+    #: Das et al. 2019 §4.1: a few plain convolutions and a linear layer (the flow-VAE's prior)
+    conv = "conv"
 
 
 class LDMaskSource(str, Enum):

@@ -25,14 +25,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from funnelrun.data.plane import TRUE_LOG_DENSITIES, PlaneDataModule
 
 
-def true_test_log_likelihood(data_name: str) -> float | None:
+def true_test_log_likelihood(data_name: str, n_test: int = 10_000, seed: int = 1234) -> float | None:
     if data_name not in TRUE_LOG_DENSITIES:
         return None
-    test = PlaneDataModule(data_name).test_data.double()
+    test = PlaneDataModule(data_name, n_test=n_test, seed=seed).test_data.double()
     return TRUE_LOG_DENSITIES[data_name](test).mean().item()
+
+
+def run_data(run_dir: Path) -> dict:
+    """The data settings a finished run used (its saved config: what an experiment= file set)."""
+    config = OmegaConf.load(run_dir / "config.yaml")
+    return dict(OmegaConf.to_container(config.data, resolve=False))
 
 
 def main() -> None:
@@ -58,12 +66,13 @@ def main() -> None:
             metrics = json.loads((run_dir / "metrics.json").read_text())
             print(f"{label} seed {seed}: finished earlier in {run_dir}, test log-lik {-metrics['test/nll']:.4f}",
                   flush=True)
-            return metrics
+            return dict(metrics, data=run_data(run_dir))
         start = time.perf_counter()
         subprocess.run([exe, *overrides.split(), *args.common, f"seed={seed}", f"hydra.run.dir={run_dir}"],
                        check=True, stdout=subprocess.DEVNULL, env=env)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         metrics["wall"] = time.perf_counter() - start
+        metrics["data"] = run_data(run_dir)
         print(f"{label} seed {seed}: test log-lik {-metrics['test/nll']:.4f} ({metrics['wall']:.0f} s)", flush=True)
         return metrics
 
@@ -72,22 +81,23 @@ def main() -> None:
         futures = {(label, seed): pool.submit(run_one, label, overrides, seed)
                    for seed in args.seeds for label, overrides in specs}
     rows = []
-    for label, overrides in specs:
-        data_name = next((o.split("=", 1)[1] for o in overrides.split() + args.common if o.startswith("data=")),
-                         "four_circles")
-        rows.append((label, data_name, [futures[label, seed].result() for seed in args.seeds]))
+    for label, _ in specs:
+        results = [futures[label, seed].result() for seed in args.seeds]
+        rows.append((label, results[0]["data"], results))
 
     print(f"\nseeds {args.seeds}; common overrides: {' '.join(args.common) or '(none)'}; runs in {root}")
     print("| model | data | test log-lik (nats), mean ± 2 sd | per seed | kind | one-sample bound | true | latent dim | params "
           "| steps | training s/run |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for label, data_name, results in rows:
+    for label, data, results in rows:
+        data_name = data["name"]
         ll = [-m["test/nll"] for m in results]
         spread = 2 * statistics.stdev(ll) if len(ll) > 1 else 0.0
         first = results[0]
         kind = "exact" if first["exact"] else f"IS estimate, S={first['is_samples']}"
         bound = "" if first["exact"] else f"{statistics.mean(-m['test/nll_elbo'] for m in results):.4f}"
-        truth = true_test_log_likelihood(data_name)
+        plane = "n_test" in data and "seed" in data
+        truth = true_test_log_likelihood(data_name, data["n_test"], data["seed"]) if plane else None
         per_seed = ", ".join(f"{value:.4f}" for value in ll)
         print(f"| {label} | {data_name} | {statistics.mean(ll):.4f} ± {spread:.4f} | {per_seed} | {kind} | {bound} | "
               f"{'' if truth is None else f'{truth:.4f}'} | {first['latent_dim']} | {first['num_params']:,} | "

@@ -26,6 +26,7 @@ EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in
 SHAPES = {
     "power": (6,), "gas": (8,), "hepmass": (21,), "miniboone": (43,), "bsds300": (63,),
     "cifar10": (3, 32, 32), "imagenet64": (3, 64, 64), "mnist": (1, 28, 28), "checkerboard": (2,),
+    "imagenet32": (3, 32, 32), "celeba": (3, 64, 64),
 }
 #: Table 5 dimension reductions: the funnel models of Table 1 have latent D - reduction
 REDUCTION = {"power": 2, "gas": 2, "hepmass": 5, "miniboone": 10, "bsds300": 15}
@@ -44,10 +45,15 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def test_the_tables_are_all_there():
     tables = {e.split("/")[0] for e in EXPERIMENTS if "/" in e}
-    assert tables == {"table1", "table2", "table4"}
+    assert tables == {"table1", "table2", "table4", "drf", "vflow"}
     assert sum(e.startswith("table1/") for e in EXPERIMENTS) == 5 * 6  # 5 data sets x 6 models
     assert sum(e.startswith("table2/") for e in EXPERIMENTS) == 4 * 4  # 4 data sets x 4 models
     assert sum(e.startswith("table4/") for e in EXPERIMENTS) == 7
+    # Das et al. Table 1's sets x (RealNVP, with log-det masking, Glow, flow-VAE); VFlow §5's pair
+    assert sorted(e for e in EXPERIMENTS if e.startswith("drf/")) == [
+        f"drf/{data}_{model}" for data in DRF_SETS for model in DRF_MODELS]
+    assert sorted(e for e in EXPERIMENTS if e.startswith("vflow/")) == ["vflow/checkerboard_glow",
+                                                                       "vflow/checkerboard_vflow"]
 
 
 def _expected_latent(name: str, data: str, shape: tuple[int, ...]) -> int:
@@ -60,6 +66,8 @@ def _expected_latent(name: str, data: str, shape: tuple[int, ...]) -> int:
         return size // 16 if name.endswith(("f_nsf", "vae")) else size
     if name.startswith("table4/"):
         return size if name.endswith("nsf") and "f_nsf" not in name else int(name.rsplit("_", 1)[1])
+    if name.startswith("drf/"):
+        return size // 4 if name.endswith("flow_vae") else size  # Fig. 2(b): dim(eps) = D / 4
     return -1
 
 
@@ -134,6 +142,40 @@ def _check_image_order(name: str, cfg, model) -> None:
     assert cfg.data.preprocessing == "centre"  # Glow's x / 2^n - 1/2: the authors' image code, every model
 
 
+DRF_SETS = ["celeba", "cifar10", "imagenet32", "imagenet64"]
+DRF_MODELS = ["flow_vae", "glow", "realnvp", "realnvp_ldmask"]
+#: Das et al. §4.2: squeezing once on CIFAR-10, thrice on ImageNet 32, 4 times at 64 x 64 (levels = squeezes + 1)
+DRF_LEVELS = {"cifar10": 2, "imagenet32": 4, "imagenet64": 5, "celeba": 5}
+#: §4: residual blocks per coupling, 8 on CIFAR-10, 4 on the other 32 x 32 set, 2 at 64 x 64
+DRF_BLOCKS = {"cifar10": 8, "imagenet32": 4, "imagenet64": 2, "celeba": 2}
+
+
+def _check_drf_model(name: str, data: str, cfg, model) -> None:
+    """Das et al. §4: RealNVP levels of 3 checkerboard, a squeeze, 3 channel couplings, and 4 checkerboard
+    couplings at the end, with the set's residual blocks; the flow-VAE's VAE on the flow's latent image
+    with 3, 32, 32 filters (§4.1); RealNVP's logit with alpha = 0.05, batch 64, L2 5e-5."""
+    kind = name.split("_", 1)[1]
+    assert cfg.data.preprocessing == "logit_realnvp" and cfg.data.logit_alpha == 0.05
+    assert cfg.data.batch_size == 64 and cfg.optim.weight_decay == 5e-5
+    layers = list(model.transform.transforms)
+    assert isinstance(layers[0], MultiScale)
+    levels = layers[0].levels
+    if kind != "glow":
+        assert len(levels) == DRF_LEVELS[data] and cfg.model.image.num_res_blocks == DRF_BLOCKS[data]
+        first, last = _kinds(levels[0].transforms), _kinds(levels[-1].transforms)
+        squeeze = "LogDetSqueeze" if kind == "realnvp_ldmask" else "Squeeze"
+        assert first == ["ImageAffineCoupling"] * 3 + [squeeze] + ["ImageAffineCoupling"] * 3
+        assert [c.mask.value for c in levels[0].transforms if hasattr(c, "mask")] == ["checkerboard"] * 3 + [
+            "channel"] * 3
+        assert last == ["ImageAffineCoupling"] * 4
+    if kind == "flow_vae":
+        assert _kinds(layers) == ["MultiScale", "Unflatten", "ImageVAELayer"] and not layers[0].factored_shapes
+        convs = [m for m in layers[2].encoder.modules() if type(m).__name__ == "Conv2d"]
+        assert [c.out_channels for c in convs] == [3, 32, 32] and model.exact is False
+    else:
+        assert len(layers) == 1 and bool(layers[0].factored_shapes) and model.exact is True
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_builds_the_papers_model(name):
     cfg = compose_config([f"experiment={name}"])
@@ -146,6 +188,8 @@ def test_experiment_builds_the_papers_model(name):
         assert model.latent_dim == expected
     if name.startswith("table1/"):
         _check_table1_order(name, data, model)
+    elif name.startswith("drf/"):
+        _check_drf_model(name, data, cfg, model)
     elif name.startswith(("table2/", "table4/")):
         _check_image_order(name, cfg, model)
     if name in TABLE8:
@@ -180,7 +224,7 @@ def test_table1_funnels_have_fewer_parameters_than_their_baselines(data):
 def test_every_experiment_is_named_by_its_file():
     """``funnelrun-report --paper`` finds a run's row of the paper by its name."""
     for name in EXPERIMENTS:
-        if name.startswith("table"):
+        if name.startswith(("table", "drf/", "vflow/")):
             assert compose_config([f"experiment={name}"]).name == name
 
 
@@ -241,3 +285,27 @@ def test_table7_defaults_give_way_to_overrides():
     assert cfg.model.image.hidden_channels == 32 and cfg.model.image.levels == 4
 
 
+
+
+#: the drf/ files on the embedded digits (1 x 8 x 8), cut to a tiny model and 2 steps
+DRF_TINY = ["data=digits", "model.image.levels=2", "model.image.hidden_channels=8", "model.image.num_res_blocks=1",
+            "model.image.steps_per_level=1", "trainer.max_steps=2", "trainer.val_check_interval=2",
+            "data.batch_size=32", "data.eval_batch_size=256", "eval.is_samples=4", "eval.plot=false",
+            "eval.temperatures=[1.0]", "eval.num_samples=16"]
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("model", DRF_MODELS)
+def test_drf_experiments_run_two_steps_on_digits(run_cli, tmp_path, model):
+    extra = {"realnvp_ldmask": ["model.stage1_steps=2"], "glow": ["model.image.levels=2"],
+             "flow_vae": ["model.latent_dim=null"]}.get(model, [])
+    result = run_cli(tmp_path / "run", f"experiment=drf/cifar10_{model}", *DRF_TINY, *extra)
+    assert result.code == 0, result.err
+    metrics = result.metrics
+    assert metrics["steps"] == 2 and metrics["exact"] is (model != "flow_vae")
+    assert metrics["data_dim"] == 64 and metrics["test/bpd"] > 0
+    if model == "flow_vae":  # bound (11) and its importance-weighted estimate (4 samples here)
+        assert metrics["latent_dim"] == 16 and metrics["is_samples"] == 4
+        assert metrics["test/nll_elbo"] >= metrics["test/nll"] - 1e-3
+    else:
+        assert metrics["latent_dim"] == 64 and metrics["test/nll_elbo"] is None

@@ -4,8 +4,10 @@ Walks the model's layers on real test data and reports, as the last line of outp
 ``roundtrip_max_abs_err`` (bijections: inverse(forward(x)) vs x; funnels: their kept-part map and
 the right-inverse condition forward(inverse(z)) == z, funnels paper A.1; a coupling funnel's coupling
 over all features and its right inverse; on images the convolutional
-funnel's per-tile kept map x_+ -> J x_+ + W' x_- + b and its right inverse, and the max-pool
-surjection's right inverse), ``logdet_max_abs_err``
+funnel's per-tile kept map x_+ -> J x_+ + W' x_- + b and its right inverse, the image coupling
+funnel's coupling on the squeezed image and its right inverse, and the max-pool surjection's right
+inverse; the generative funnel's G given its sampled z_{n+1:m}, and inverse(forward(x)) == x),
+``logdet_max_abs_err``
 (reported log-dets against the autograd Jacobian on every bijective part) and ``density_integral``
 (2-D data: the model density integrated over a grid holding the data; null otherwise, and null for
 models that only give a bound) and ``exact``. An error is null when the model has no part it
@@ -24,8 +26,11 @@ from funnelrun.models.flow import Flow
 from funnelrun.surjections.conv_funnel import ConvFunnel
 from funnelrun.surjections.coupling_funnel import CouplingFunnel
 from funnelrun.surjections.funnel import Funnel
+from funnelrun.surjections.generative_funnel import GenerativeFunnel
+from funnelrun.surjections.image_coupling_funnel import ImageCouplingFunnel
 from funnelrun.surjections.maxpool import MaxPool
 from funnelrun.transforms.base import Transform
+from funnelrun.transforms.squeeze import squeeze
 
 #: examples used for the (per-example, quadratic-cost) autograd Jacobians
 JACOBIAN_EXAMPLES = 16
@@ -86,6 +91,22 @@ def _check_conv_funnel(layer: ConvFunnel, h: Tensor, errs: Errors) -> None:
     _check_right_inverse(layer, h, errs)
 
 
+def _check_image_coupling_funnel(layer: ImageCouplingFunnel, h: Tensor, errs: Errors) -> None:
+    """The coupling on the squeezed image (round trip, log-det by autograd) and the right inverse."""
+    _check_bijection(layer.coupling, squeeze(h), None, errs)
+    _check_right_inverse(layer, h, errs)
+
+
+def _check_generative_funnel(layer: GenerativeFunnel, h: Tensor, errs: Errors) -> None:
+    """G^{-1} given a sample a ~ q(a | x) (round trip, log-det by autograd), and inverse(forward(x)) == x."""
+    with torch.no_grad():
+        a, _ = layer.q.sample_with_log_prob(h)
+    _check_bijection(layer.transform, h, a, errs)
+    with torch.no_grad():
+        z, _ = layer(h)
+        _worst(errs, "roundtrip", (layer.inverse(z) - h).abs().max().item())
+
+
 def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> dict[str, Optional[float]]:
     """Layer-by-layer exactness errors of ``model`` on the examples ``x``; an error is None (null in
     the JSON) when no part of the model was checked for it (a VAE has no bijective part)."""
@@ -101,6 +122,10 @@ def certify(model: Flow, x: Tensor, bounds=None, points_per_axis: int = 400) -> 
             _check_coupling_funnel(layer, h, errs)
         elif isinstance(layer, ConvFunnel):
             _check_conv_funnel(layer, h, errs)
+        elif isinstance(layer, ImageCouplingFunnel):
+            _check_image_coupling_funnel(layer, h, errs)
+        elif isinstance(layer, GenerativeFunnel):
+            _check_generative_funnel(layer, h, errs)
         elif isinstance(layer, MaxPool):
             _check_right_inverse(layer, h, errs)
         with torch.no_grad():

@@ -14,8 +14,9 @@ is NaN. W&B's files and an extended run's ``history/step<N>/`` are not runs.
 (``paper_results.yaml`` in this package: one entry per table cell, found by the run's name, which
 every ``experiment=table*/...`` file sets to its own path): the measured mean ± 2 sd, the paper's
 value and error bar, their difference and whether the error bar covers it (Tables 2 and 4 print no
-error bars). Table 4's OOD numbers come from the newest ``funnelrun-eval ... ood_data=fashion_mnist``
-in ``<run>/eval/``. CSV: ``<first dir>/paper_report.csv``.
+error bars). Also VFlow §5's checkerboard pair (``experiment=vflow/...``) and Das et al. 2019's
+Table 1 RealNVP rows (``experiment=drf/...``, BPD, no error bars). Table 4's OOD numbers come from
+the newest ``funnelrun-eval ... ood_data=fashion_mnist`` in ``<run>/eval/``. CSV: ``<first dir>/paper_report.csv``.
 """
 from __future__ import annotations
 
@@ -333,7 +334,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--csv", type=Path, default=None,
                         help="CSV path (default: <first dir>/report.csv, with --paper <first dir>/paper_report.csv)")
     parser.add_argument("--paper", action="store_true",
-                        help="each measured row beside the funnels paper's published number (Tables 1, 2, 4)")
+                        help="each measured row beside the published number (funnels Tables 1, 2, 4; VFlow §5; "
+                             "Das et al. Table 1)")
     args = parser.parse_args(argv)
     missing = [d for d in args.dirs if not d.is_dir()]
     if missing:

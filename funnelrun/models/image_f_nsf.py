@@ -2,9 +2,10 @@
 
 Funnel layers halve the height and width, each a 2 x 2 stride-2 convolutional funnel (A.7.1; an odd
 size is zero-padded by the funnel itself, its padded zeros left out of p_phi, so the likelihood
-stays exact) or a max-pool surjection (even sizes only). ``latent_dim`` picks the number of funnels:
-on MNIST (1, 28, 28) 3 funnels give 16 and 4 give 4 (A.9); null means two funnels, a latent one
-sixteenth of the data size (CIFAR-10: 3 x 8 x 8 = 192, Table 2). ``affine=True`` puts affine
+stays exact), a max-pool surjection or a coupling funnel (a coupling on the squeezed image whose
+3C untransformed channels are dropped, A.7.1's last paragraph; both even sizes only). ``latent_dim``
+picks the number of funnels: on MNIST (1, 28, 28) 3 funnels give 16 and 4 give 4 (A.9); null means
+two funnels, a latent one sixteenth of the data size (CIFAR-10: 3 x 8 x 8 = 192, Table 2). ``affine=True`` puts affine
 couplings everywhere: F-Glow, the funnel of the affine baseline. Two layouts
 (:class:`~funnelrun.models.image_flows.FunnelLayout`, ``image.funnel_layout``):
 
@@ -32,10 +33,12 @@ from funnelrun.models.image_flows import (
     ImageFlowConfig,
     can_squeeze,
     flow_step,
+    image_coupling,
     image_settings,
     multiscale_nsf,
 )
 from funnelrun.surjections.conv_funnel import ConvFunnel
+from funnelrun.surjections.image_coupling_funnel import ImageCouplingFunnel, kept_channels
 from funnelrun.surjections.maxpool import MaxPool
 from funnelrun.transforms.actnorm import ActNorm
 from funnelrun.transforms.base import CompositeTransform, Transform
@@ -52,7 +55,7 @@ def _funnel_applies(shape: ImageShape, kind: FunnelKind) -> bool:
     _, height, width = shape
     if kind is FunnelKind.conv:  # odd sizes are zero-padded
         return height * width >= 2
-    return min(height, width) >= 2 and height % 2 == 0 and width % 2 == 0
+    return min(height, width) >= 2 and height % 2 == 0 and width % 2 == 0  # max-pool, coupling: 2 x 2 tiles
 
 
 def funnel_output_shapes(shape: ImageShape, kind: FunnelKind | str) -> list[ImageShape]:
@@ -82,9 +85,12 @@ def unsqueezed_steps(shape: ImageShape, num_steps: int, affine: bool, s: ImageFl
     return CompositeTransform(layers)
 
 
-def _funnel(shape: ImageShape, s: ImageFlowConfig) -> ConvFunnel | MaxPool:
+def _funnel(shape: ImageShape, s: ImageFlowConfig, affine: bool) -> ConvFunnel | MaxPool | ImageCouplingFunnel:
     if s.funnel is FunnelKind.conv:
         return ConvFunnel(shape, s.conditional_hidden_features)
+    if s.funnel is FunnelKind.coupling:
+        coupling = image_coupling(squeezed_shape(shape), True, affine, s, transformed_channels=kept_channels(shape[0]))
+        return ImageCouplingFunnel(shape, coupling, s.conditional_hidden_features)
     return MaxPool(shape)
 
 
@@ -117,7 +123,7 @@ def build_image_f_nsf(
         for index in range(num_funnels):
             seed = 1000 * (index + 1)
             layers.append(unsqueezed_steps(shape, 1, affine, s, seed=seed))
-            funnel = _funnel(shape, s)
+            funnel = _funnel(shape, s, affine)
             layers += [ActNorm(shape[0]), funnel]
             shape = funnel.out_shape
             layers.append(unsqueezed_steps(shape, s.steps_per_level, affine, s, seed=seed + 100))
@@ -125,7 +131,7 @@ def build_image_f_nsf(
         return Flow(layers, data_shape)
     layers = flow_step(shape, 0, affine, s)  # the first NSF step (A.8)
     for _ in range(num_funnels):
-        funnel = _funnel(shape, s)
+        funnel = _funnel(shape, s, affine)
         layers.append(funnel)
         shape = funnel.out_shape
     layers.append(multiscale_nsf(shape, affine, s))

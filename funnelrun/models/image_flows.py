@@ -20,14 +20,14 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from functools import partial
-from typing import Any, Mapping, Optional, Union, cast
+from typing import Any, Mapping, Optional, Sequence, Union, cast
 
 from funnelrun.models.flow import Flow
 from funnelrun.options import FunnelKind, FunnelLayout, ImageFlowConfig
 from funnelrun.transforms.actnorm import ActNorm
 from funnelrun.transforms.base import CompositeTransform, Transform
 from funnelrun.transforms.conv1x1 import Conv1x1
-from funnelrun.transforms.image_coupling import ImageAffineCoupling, ImageRQSplineCoupling, MaskKind
+from funnelrun.transforms.image_coupling import ImageAffineCoupling, ImageCoupling, ImageRQSplineCoupling, MaskKind
 from funnelrun.transforms.multiscale import ImageShape, MultiScale
 from funnelrun.transforms.squeeze import Squeeze, squeezed_shape
 
@@ -44,12 +44,14 @@ def can_squeeze(shape: ImageShape) -> bool:
 
 
 def image_coupling(shape: ImageShape, parity: bool, affine: bool, s: ImageFlowConfig,
-                   mask: Optional[MaskKind] = None) -> Transform:
-    """An RQ-spline (or affine) coupling; the mask splits channels unless the image has one."""
+                   mask: Optional[MaskKind] = None, transformed_channels: Optional[Sequence[int]] = None
+                   ) -> ImageCoupling:
+    """An RQ-spline (or affine) coupling; the mask splits channels unless the image has one
+    (``transformed_channels``: these channels are transformed, the others condition them)."""
     mask = mask or (MaskKind.channel if shape[0] > 1 else MaskKind.checkerboard)
     common: dict[str, Any] = dict(
         mask=mask, parity=parity, hidden_channels=s.hidden_channels, num_blocks=s.num_res_blocks,
-        dropout=s.dropout, use_batch_norm=s.batch_norm)
+        dropout=s.dropout, use_batch_norm=s.batch_norm, transformed_channels=transformed_channels)
     if affine:
         return ImageAffineCoupling(shape, **common)
     return ImageRQSplineCoupling(shape, num_bins=s.num_bins, tail_bound=s.tail_bound, **common)

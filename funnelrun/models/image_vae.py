@@ -1,7 +1,7 @@
 """The image VAEs of the funnels paper: one :class:`~funnelrun.surjections.image_vae.ImageVAELayer`
 (Gaussian encoder, Gaussian decoder with a learned std per channel) and a N(0, I) prior.
 
-Two architectures (``model.image_arch``):
+Three architectures (``model.image_arch``):
 
 - ``resnet`` (A.8, Table 2): a ResNet18-style encoder [He et al. 2016] — a 3x3 stem, then stages of
   residual basic blocks (two 3x3 convolutions with batch norm; the first block of every stage after
@@ -13,11 +13,14 @@ Two architectures (``model.image_arch``):
   D -> hidden -> ... -> latent with ReLUs (784 -> 512 -> 512 -> 512 -> LS for MNIST:
   ``hidden_features=512, depth=3``; with the per-channel std this is Table 8's 1,861,401
   parameters for LS = 4).
+- ``conv`` (Das et al. 2019, §4.1, the VAE prior of a flow-VAE): 3 x 3 convolutions with ``channels``
+  filters (3, 32, 32 there; every one after the first at stride 2) and a linear layer to the latent;
+  the decoder mirrors it with transposed convolutions.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence, cast
+from typing import Optional, Sequence, cast
 
 from torch import Tensor, nn
 
@@ -116,6 +119,55 @@ class ResNetDecoder(nn.Sequential):
         super().__init__(*layers, nn.Conv2d(channels[0], data_shape[0], 3, padding=1))
 
 
+def _check_channels(channels: Sequence[int]) -> None:
+    if len(channels) < 1 or min(channels) < 1:
+        raise ValueError(
+            f"a convolutional VAE needs at least one layer and positive filter counts, got {list(channels)}"
+        )
+
+
+class ConvEncoder(nn.Sequential):
+    """Image (B, C, H, W) -> (B, 2 * latent_dim): 3 x 3 convolutions with ``channels`` filters and ReLUs
+    (the first at stride 1, the others at stride 2), then one linear layer (Das et al. 2019, §4.1:
+    filters 3, 32, 32, then a fully-connected layer to the latent size)."""
+
+    def __init__(self, data_shape: tuple[int, int, int], latent_dim: int, channels: Sequence[int]):
+        sizes = _stage_sizes(data_shape, len(channels))
+        layers: list[nn.Module] = []
+        width = data_shape[0]
+        for i, out_ch in enumerate(channels):
+            layers += [nn.Conv2d(width, out_ch, 3, stride=1 if i == 0 else 2, padding=1), nn.ReLU()]
+            width = out_ch
+        h, w = sizes[-1]
+        super().__init__(*layers, nn.Flatten(), nn.Linear(width * h * w, 2 * latent_dim))
+
+
+class ConvDecoder(nn.Sequential):
+    """Latent (B, latent_dim) -> image mean (B, C, H, W): :class:`ConvEncoder` mirrored, a linear layer,
+    then 3 x 3 transposed convolutions ("deconvolutional layers", §4.1) doubling the resolution back,
+    and a 3 x 3 convolution to the image's channels."""
+
+    def __init__(self, data_shape: tuple[int, int, int], latent_dim: int, channels: Sequence[int]):
+        sizes = _stage_sizes(data_shape, len(channels))
+        h, w = sizes[-1]
+        layers: list[nn.Module] = [nn.Linear(latent_dim, channels[-1] * h * w),
+                                   nn.Unflatten(1, (channels[-1], h, w)), nn.ReLU()]
+        for i in reversed(range(1, len(channels))):
+            layers += [_Upsample(channels[i], channels[i - 1], sizes[i - 1]), nn.ReLU()]
+        super().__init__(*layers, nn.Conv2d(channels[0], data_shape[0], 3, padding=1))
+
+
+class _Upsample(nn.ConvTranspose2d):
+    """A stride-2 3 x 3 transposed convolution to exactly ``size`` (H, W)."""
+
+    def __init__(self, in_ch: int, out_ch: int, size: tuple[int, int]):
+        super().__init__(in_ch, out_ch, 3, stride=2, padding=1)
+        self.size = size
+
+    def forward(self, x: Tensor, output_size: Optional[list[int]] = None) -> Tensor:
+        return super().forward(x, output_size=list(self.size))
+
+
 def build_image_vae(
     data_shape: tuple[int, int, int],
     *,
@@ -134,14 +186,18 @@ def build_image_vae(
     ``dropout > 0`` follows every hidden ReLU (MLP) or the first convolution of every block (ResNet).
     """
     data_shape = cast(tuple[int, int, int], tuple(data_shape))
-    if ImageArch(image_arch) is ImageArch.resnet:
+    if ImageArch(image_arch) is ImageArch.conv:
+        _check_channels(channels)
+        encoder: nn.Module = ConvEncoder(data_shape, latent_dim, channels)
+        decoder: nn.Module = ConvDecoder(data_shape, latent_dim, channels)
+    elif ImageArch(image_arch) is ImageArch.resnet:
         if len(channels) < 1 or min(channels) < 1 or blocks_per_stage < 1:
             raise ValueError(
                 f"a ResNet VAE needs at least one stage, positive channel counts and blocks_per_stage >= 1; got "
                 f"model.channels={list(channels)}, model.blocks_per_stage={blocks_per_stage}"
             )
-        encoder: nn.Module = ResNetEncoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
-        decoder: nn.Module = ResNetDecoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
+        encoder = ResNetEncoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
+        decoder = ResNetDecoder(data_shape, latent_dim, channels, blocks_per_stage, dropout)
     else:
         features = math.prod(data_shape)
         encoder = nn.Sequential(nn.Flatten(), *mlp(features, 2 * latent_dim, hidden_features, depth, dropout))

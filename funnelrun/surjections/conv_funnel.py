@@ -55,6 +55,11 @@ def from_tiles(tiles: Tensor) -> Tensor:
     return unsqueeze(tiles.flatten(1, 2))
 
 
+def gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """Elementwise log N(x; mean, exp(log_std)^2)."""
+    return -0.5 * ((x - mean) * torch.exp(-log_std)).pow(2) - log_std - _LOG_SQRT_2PI
+
+
 class TileGaussian(nn.Module):
     """p_phi(x_- | z): a diagonal Gaussian over each tile's 3C dropped values given the 3 x 3
     neighbourhood of its pixel in z (A.8). The last layer starts at zero: N(0, I) at start."""
@@ -82,6 +87,7 @@ class ConvFunnel(Transform):
     """The 2 x 2, stride-2 convolutional funnel on images of ``shape`` (C, H, W) -> (C, ceil(H/2), ceil(W/2))."""
 
     bijective = False
+    real_dropped: Tensor
 
     def __init__(self, shape: ImageShape, hidden_features: int = 128, num_layers: int = 3):
         super().__init__()
@@ -117,8 +123,7 @@ class ConvFunnel(Transform):
         z, logdet = self.kept_map(kept.movedim(1, -1), self.per_pixel(dropped))  # z = J x_+ + W' x_- + b
         z = z.movedim(-1, 1)
         mean, log_std = self.conditional(z)
-        log_p = -0.5 * ((dropped - mean) * torch.exp(-log_std)).pow(2) - log_std - _LOG_SQRT_2PI
-        log_p = (log_p * self.real_dropped).flatten(1).sum(1)
+        log_p = (gaussian_log_prob(dropped, mean, log_std) * self.real_dropped).flatten(1).sum(1)
         return z, log_p + logdet * z[0, 0].numel()
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:

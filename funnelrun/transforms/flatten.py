@@ -26,3 +26,13 @@ class Flatten(Transform):
 
     def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
         return z.reshape(z.shape[0], *self.shape)
+
+
+class Unflatten(Flatten):
+    """(B, prod(shape)) -> (B, *shape): :class:`Flatten`'s inverse, so an image layer can follow a flat latent."""
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        return x.reshape(x.shape[0], *self.shape), zero_contribution(x)
+
+    def inverse(self, z: Tensor, context: Optional[Tensor] = None, temperature: float = 1.0) -> Tensor:
+        return z.reshape(z.shape[0], -1)

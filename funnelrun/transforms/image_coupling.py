@@ -6,7 +6,9 @@ through an elementwise map whose parameters the conditioner computes from the id
 - ``channel`` masks split the channels (NSF, Durkan et al. 2019, Sec. 5.3; Glow; funnels paper A.8):
   ``parity=True`` transforms the first ceil(C/2) channels, ``False`` the others;
 - ``checkerboard`` masks split the pixels by (row + column) parity (RealNVP, Dinh et al. 2017, Sec.
-  3.4), so that single-channel images can be coupled too.
+  3.4), so that single-channel images can be coupled too;
+- ``transformed_channels`` (channel masks only) names the transformed channels outright, the others
+  being the identity part (the image coupling funnel's 3C-identity, C-transformed split).
 
 The elementwise maps are those of the vector layers in :mod:`funnelrun.transforms.coupling`:
 rational-quadratic splines (NSF Sec. 3.1) or Glow's affine map. The conditioner's last layer starts
@@ -17,7 +19,7 @@ on its input: a conditional coupling (VFlow's q(a | x), :mod:`funnelrun.models.i
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional, cast
+from typing import Optional, Sequence, cast
 
 import torch
 from torch import Tensor
@@ -51,6 +53,7 @@ class ImageCoupling(Transform):
         dropout: float,
         use_batch_norm: bool,
         context_channels: int = 0,
+        transformed_channels: Optional[Sequence[int]] = None,
     ):
         super().__init__()
         channels, height, width = shape
@@ -59,7 +62,14 @@ class ImageCoupling(Transform):
             if channels < 2:
                 raise ValueError(f"a channel mask needs 2+ channels, got the image shape {tuple(shape)}; "
                                  "use a checkerboard mask")
-            transformed = (torch.arange(channels) < (channels + 1) // 2) == parity
+            if transformed_channels is None:
+                transformed = (torch.arange(channels) < (channels + 1) // 2) == parity
+            else:
+                transformed = torch.zeros(channels, dtype=torch.bool)
+                transformed[torch.as_tensor(list(transformed_channels), dtype=torch.long)] = True
+                if bool(transformed.all()) or not bool(transformed.any()):
+                    raise ValueError(f"a channel coupling must transform some but not all of {channels} channels, "
+                                     f"got transformed_channels={list(transformed_channels)}")
             self.register_buffer("transform_idx", torch.nonzero(transformed).reshape(-1))
             self.register_buffer("identity_idx", torch.nonzero(~transformed).reshape(-1))
             in_channels, out_channels = channels - len(self.transform_idx), len(self.transform_idx)
@@ -126,9 +136,11 @@ class ImageRQSplineCoupling(ImageCoupling):
         use_batch_norm: bool = True,
         num_bins: int = 8,
         tail_bound: float = 3.0,
+        transformed_channels: Optional[Sequence[int]] = None,
     ):
         super().__init__(
-            shape, mask, parity, identity_spline_params(num_bins), hidden_channels, num_blocks, dropout, use_batch_norm
+            shape, mask, parity, identity_spline_params(num_bins), hidden_channels, num_blocks, dropout, use_batch_norm,
+            transformed_channels=transformed_channels,
         )
         self.num_bins = num_bins
         self.tail_bound = tail_bound
@@ -150,7 +162,9 @@ class ImageAffineCoupling(ImageCoupling):
         dropout: float = 0.0,
         use_batch_norm: bool = True,
         context_channels: int = 0,
+        transformed_channels: Optional[Sequence[int]] = None,
     ):
         super().__init__(
-            shape, mask, parity, torch.zeros(2), hidden_channels, num_blocks, dropout, use_batch_norm, context_channels
+            shape, mask, parity, torch.zeros(2), hidden_channels, num_blocks, dropout, use_batch_norm, context_channels,
+            transformed_channels,
         )

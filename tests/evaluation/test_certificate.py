@@ -10,6 +10,7 @@ from funnelrun.cli import check_main
 from funnelrun.evaluation.certificate import certify
 from funnelrun.models.image_f_nsf import build_image_f_nsf
 from funnelrun.surjections.conv_funnel import ConvFunnel
+from funnelrun.surjections.image_coupling_funnel import ImageCouplingFunnel
 from funnelrun.surjections.maxpool import MaxPool
 
 from conftest import TINY, TINY_NSF
@@ -90,7 +91,7 @@ DIGITS_TINY_IMAGE = [
 
 
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("funnel", ["conv", "maxpool"])
+@pytest.mark.parametrize("funnel", ["conv", "maxpool", "coupling"])
 def test_check_of_an_image_funnel_model(capsys, funnel):
     check_main(["model=f_nsf", "model.latent_dim=null", f"model.image.funnel={funnel}",
                 "model.image.conditional_hidden_features=8", *DIGITS_TINY_IMAGE])
@@ -100,11 +101,11 @@ def test_check_of_an_image_funnel_model(capsys, funnel):
     assert result["logdet_max_abs_err"] < 1e-3
 
 
-FUNNEL_KINDS = {ConvFunnel: "conv", MaxPool: "maxpool"}
+FUNNEL_KINDS = {ConvFunnel: "conv", MaxPool: "maxpool", ImageCouplingFunnel: "coupling"}
 
 
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("funnel", [ConvFunnel, MaxPool])
+@pytest.mark.parametrize("funnel", [ConvFunnel, MaxPool, ImageCouplingFunnel])
 def test_check_catches_an_image_funnel_that_is_no_right_inverse(monkeypatch, funnel):
     model = build_image_f_nsf((1, 8, 8), image=dict(levels=1, steps_per_level=1, hidden_channels=8, num_res_blocks=1,
                                                     conditional_hidden_features=8, funnel=FUNNEL_KINDS[funnel]))
@@ -121,3 +122,20 @@ def test_check_of_an_image_vflow_reports_a_bound(capsys):
     result = _last_json(capsys)
     assert result["exact"] is False and result["density_integral"] is None
     assert result["roundtrip_max_abs_err"] < 1e-4 and result["logdet_max_abs_err"] < 1e-3
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_check_of_a_generative_funnel_model(capsys, monkeypatch):
+    """G^{-1} given a sample of q is checked (round trip, autograd log-det), and inverse(forward(x)) == x;
+    an inverse that misses x is caught."""
+    from funnelrun.surjections.generative_funnel import GenerativeFunnel
+
+    overrides = ["model=vflow", "model.augment_layer=generative_funnel", "model.num_steps=1", *TINY_NSF]
+    check_main(overrides)
+    result = _last_json(capsys)
+    assert result["exact"] is False and result["density_integral"] is None
+    assert result["roundtrip_max_abs_err"] < 1e-4 and result["logdet_max_abs_err"] < 1e-3
+    inverse = GenerativeFunnel.inverse
+    monkeypatch.setattr(GenerativeFunnel, "inverse", lambda self, z, *a, **k: inverse(self, z, *a, **k) + 0.1)
+    check_main(overrides)
+    assert _last_json(capsys)["roundtrip_max_abs_err"] > 0.05

@@ -137,11 +137,18 @@ def test_paper_entries_name_existing_experiments():
     from funnelrun.evaluation.report import paper_entries
 
     entries = paper_entries()
-    assert [sum(e["table"] == t for e in entries) for t in (1, 2, 4)] == [6 * 5, 4 * 4, 7 * 3]
+    funnels = [e for e in entries if "paper" not in e]
+    assert [sum(e["table"] == t for e in funnels) for t in (1, 2, 4)] == [6 * 5, 4 * 4, 7 * 3]
     root = Path(funnelrun.conf.__file__).parent / "experiment"
     for e in entries:
         assert (root / f"{e['experiment']}.yaml").is_file() and isinstance(e["value"], float)
+    for e in funnels:
         assert (e["error"] is not None) == (e["table"] == 1)
+    # VFlow §5 (nats, with its spread) and Das et al.'s Table 1 (BPD, 2 RealNVP rows x 4 sets, no error bars)
+    others = {(e["paper"], e["row"]): (e["value"], e["error"]) for e in entries if "paper" in e and e["table"] != "DRF 1"}
+    assert others == {("vflow", "Glow 3-step"): (-3.67, 0.03), ("vflow", "VFlow 3-step D=10"): (-3.51, 0.01)}
+    drf = [e for e in entries if e.get("paper") == "drf"]
+    assert len(drf) == 8 and all(e["error"] is None and e["metric"] == "test/bpd" for e in drf)
     nsf_power = next(e for e in entries if e["experiment"] == "table1/power_nsf")
     assert (nsf_power["value"], nsf_power["error"]) == (0.63, 0.01)
 
