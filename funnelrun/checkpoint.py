@@ -100,9 +100,14 @@ def check_weight_shapes(checkpoint: dict[str, Any], path: Path, model: torch.nn.
              for k, shape in expected.items() if k in weights and tuple(weights[k].shape) != shape]
     absent = [k for k in expected if k not in weights]
     if wrong or absent:
+        from funnelrun import __version__
+
         listed = wrong[:3] + [f"{k}: missing from the file" for k in absent[: max(0, 3 - len(wrong))]]
+        written = checkpoint.get(VERSION_KEY, "unknown (before 0.1.0)")
+        hint = (f"it was written by funnelrun {written}, this is {__version__}: load it with the version that "
+                "wrote it" if written != __version__ else _USE_FUNNELRUNS)
         raise FunnelrunError(f"the weights in {path} do not fit this model ({len(wrong)} of wrong shape, "
-                             f"{len(absent)} missing): " + "; ".join(listed) + f"; {_USE_FUNNELRUNS}")
+                             f"{len(absent)} missing): " + "; ".join(listed) + f"; {hint}")
 
 
 def model_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -76,7 +76,19 @@ class FiniteModelCheckpoint(ModelCheckpoint):
             for key in RELATIVE_PATH_KEYS:
                 state[key] = self._absolute(state.get(key))
             state["best_k_models"] = {self._absolute(k): v for k, v in (state.get("best_k_models") or {}).items()}
+            _forget_files_elsewhere(state)
         super().load_state_dict(state)
+
+
+def _forget_files_elsewhere(state: dict[str, Any]) -> None:
+    """Continuing another run's checkpoint in a new directory: its best/top-k files stay in that run
+    (never deleted or rewritten from here), so this run tracks its own best from its own validations."""
+    state["best_k_models"] = {k: v for k, v in state["best_k_models"].items() if Path(k).is_file()}
+    if state.get("best_model_path") and not Path(state["best_model_path"]).is_file():
+        state["best_model_path"], state["best_model_score"] = "", None
+    if state.get("kth_best_model_path") and not Path(state["kth_best_model_path"]).is_file():
+        state["kth_best_model_path"] = ""
+        state.pop("kth_value", None)  # the callback's initial value (inf for a minimised metric)
 
 
 #: ModelCheckpoint state entries that name a checkpoint file

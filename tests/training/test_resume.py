@@ -172,6 +172,20 @@ def test_continuing_in_a_new_directory_follows_the_new_schedule(run_cli, finishe
     assert "lr: 0.003" in recorded and "max_steps: 30" in recorded
 
 
+def test_continuing_in_a_new_directory_without_a_validation_tests_its_own_weights(run_cli, finished, tmp_path):
+    """The earlier run's best checkpoint stays in that run: the new one neither reads it as its own
+    best (it is not in the new directory) nor touches it; with no validation of its own, it tests its
+    final weights and reports val/nll null (README: "continue in a new dir")."""
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file() and p.name != "funnelrun.log"}
+    result = run_cli(tmp_path / "new", *FINISHED, f"ckpt_path={finished / 'checkpoints' / 'last.ckpt'}",
+                     "trainer.max_steps=14", "trainer.val_check_interval=8")
+    assert result.code == 0, result.err[-2000:]
+    metrics = json.loads((tmp_path / "new" / "metrics.json").read_text())
+    assert metrics["steps"] == 14 and metrics["val/nll"] is None and metrics["best_checkpoint"] is None
+    assert metrics["test/nll"] is not None
+    assert {p: p.read_bytes() for p in before} == before
+
+
 def test_the_schedule_rebuilt_mid_way_is_the_closed_form_cosine():
     from funnelrun.training.module import cosine_lr
 
