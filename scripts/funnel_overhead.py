@@ -1,7 +1,7 @@
 """F-NSF step time over NSF step time (the funnel's overhead), this checkout against a baseline one.
 
-    scripts/make_baseline.sh /tmp/base <rev>
-    .venv/bin/python scripts/funnel_overhead.py /tmp/base miniboone|power coupling|autoregressive ROUNDS STEPS
+    scripts/make_baseline.sh outputs/baseline <rev>
+    .venv/bin/python scripts/funnel_overhead.py outputs/baseline miniboone|power coupling|autoregressive ROUNDS STEPS
 
 Builds the benchmark architectures of scripts/bench_throughput.py (10 steps; the F-NSF drops D // 3
 after 5 steps, conditional flow) from this checkout and from ``funnelrun_base`` under the baseline
