@@ -523,8 +523,11 @@ def measure(benches: list[Bench], data: list[Tensor], eval_x: Tensor, n_sample: 
 # ------------------------------------------------------------------------------------------------
 # Time to quality
 # ------------------------------------------------------------------------------------------------
-#: the validation NLL (nats) the time-to-quality rows wait for on :func:`synthetic_6d`; --ttq-target
-TTQ_TARGET = 4.0
+#: the validation NLL (nats) the time-to-quality rows wait for on :func:`synthetic_6d`; --ttq-target.
+#: 7.0 is reached by all three runs within 1,500 steps (--ttq-steps 1500 --ttq-chunk 50 on the
+#: development CPU: funnelrun fp32 at 850 steps, bf16 at 700, nflows at 800; validation NLL moves
+#: by about 0.03 nats between chunks at this constant learning rate)
+TTQ_TARGET = 7.0
 
 
 def synthetic_6d(n: int, generator: torch.Generator) -> Tensor:
@@ -554,7 +557,7 @@ def time_to_quality(args) -> None:
         trainer = Trainer(bench, batches)
         trainer.opt = torch.optim.Adam(trainer.params, lr=5e-4, fused=bench.library == "funnelrun" or None)
         runs.append({"label": label, "bench": bench, "trainer": trainer, "seconds": 0.0, "reached": None,
-                     "curve": []})
+                     "curve": [], "clock": []})
     steps = 0
     while steps < args.ttq_steps:
         for run in runs:  # interleaved chunks: load hits every run alike
@@ -565,6 +568,7 @@ def time_to_quality(args) -> None:
             with torch.inference_mode():
                 nll = -float(run["bench"].log_prob(val).double().mean())
             run["curve"].append(nll)
+            run["clock"].append(run["seconds"])
             if run["reached"] is None and nll <= args.ttq_target:
                 run["reached"] = (steps + args.ttq_chunk, run["seconds"])
         steps += args.ttq_chunk
@@ -587,6 +591,11 @@ def time_to_quality(args) -> None:
         print(f"- final validation NLL, bf16-mixed minus fp32: {diff:+.4f} nats")
     print("- training time only (the validation after each chunk is off the clock); interleaved chunks of "
           f"{args.ttq_chunk} steps")
+    print("- curves (steps, train s, val NLL) every chunk:")
+    for run in runs:
+        points = ", ".join(f"({(i + 1) * args.ttq_chunk}, {c:.1f}, {v:.4f})"
+                           for i, (c, v) in enumerate(zip(run["clock"], run["curve"])))
+        print(f"  {run['label']}: {points}")
 
 
 def funnelrun_nsf(size: Size, kind: str = "coupling") -> Bench:
