@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_throughput import SIZES  # noqa: E402
+from bench_throughput import SIZES, calibrate, timed  # noqa: E402
 
 import funnelrun  # noqa: E402
 from funnelrun.models.f_nsf import build_f_nsf  # noqa: E402
@@ -99,20 +99,13 @@ class Stepper:
 
 
 def measure(steppers: dict[str, Stepper], rounds: int, seconds: float) -> dict[str, float]:
-    counts = {}
-    for name, step in steppers.items():
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds / 3:
-            step()
-            n += 1
-        counts[name] = max(2, round(n * 3))
+    """Median ms per step over ``rounds`` interleaved rounds of about ``seconds`` per model
+    (at least 2 steps a block)."""
+    counts = {name: max(2, calibrate(step, seconds)) for name, step in steppers.items()}
     times: dict[str, list[float]] = {k: [] for k in steppers}
     for _ in range(rounds):
         for name, step in steppers.items():
-            start = time.perf_counter()
-            for _ in range(counts[name]):
-                step()
-            times[name].append((time.perf_counter() - start) / counts[name])
+            times[name].append(timed(step, counts[name]))
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
@@ -150,25 +143,21 @@ def run_case(recipe: str, size: str, kind: str, data_dir: Path, args: Any) -> No
             if args.baseline:
                 builders[f"{model}@base"] = lambda m=model: bench_model(size, m, kind, "funnelrun_base")
     variants = [False, True] if args.compile else [False]
-    steppers, first = {}, {}
+    steppers = {}
     for compiled in variants:
         for name, build in builders.items():
             if compiled and name.endswith("@base"):
                 continue
             key = f"{name}{' compiled' if compiled else ''}"
             steppers[key] = Stepper(build(), batch, compiled)
-            first[key] = steppers[key].first_step_seconds
     med = measure(steppers, args.rounds, args.seconds)
     params = {k: sum(q.numel() for q in s.flow.parameters()) for k, s in steppers.items()}
     print(f"\n{recipe} {size} {kind} (batch {batch}):")
     for k, v in med.items():
-        print(f"  {k:22s} {params[k]:>10,} params  {v:8.2f} ms/step   (first step {first[k]:.1f} s)")
-    for suffix in ["", " compiled"] + (["@base"] if args.baseline and recipe == "bench" else []):
-        nsf_key = "nsf@base" if suffix == "@base" else f"nsf{suffix}"
-        f_key = "f_nsf@base" if suffix == "@base" else f"f_nsf{suffix}"
-        if nsf_key in med and f_key in med:
-            print(f"  F-NSF/NSF{suffix or ' eager'}: {med[f_key] / med[nsf_key]:.3f}")
-
+        print(f"  {k:22s} {params[k]:>10,} params  {v:8.2f} ms/step   (first step {steppers[k].first_step_seconds:.1f} s)")
+    for suffix in ("", " compiled", "@base"):
+        if f"nsf{suffix}" in med and f"f_nsf{suffix}" in med:
+            print(f"  F-NSF/NSF{suffix or ' eager'}: {med[f'f_nsf{suffix}'] / med[f'nsf{suffix}']:.3f}")
 
 if __name__ == "__main__":
     main()

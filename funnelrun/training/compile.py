@@ -92,7 +92,7 @@ PROBE_CALLS = 10
 #: the compiled step's time as a fraction of the eager step's, assumed by ``compile=auto``: the
 #: largest (least favourable) of the eight measured by ``scripts/funnel_overhead.py --recipes table1
 #: --compile`` (Table 1 NSF and F-NSF, MINIBOONE and POWER, coupling and autoregressive, one thread on
-#: the development CPU: 0.41-0.48 at MINIBOONE size, 0.67-0.80 at POWER size, where fp32 matmuls bound
+#: the development CPU: 0.39-0.48 at MINIBOONE size, 0.67-0.80 at POWER size, where fp32 matmuls bound
 #: the step); an assumption about this run, not a measurement of it
 COMPILED_STEP_FRACTION = 0.8
 #: the compile time ``compile=auto`` assumes: COMPILE_STEPS eager step times (compile time grows with

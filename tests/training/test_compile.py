@@ -76,7 +76,7 @@ def test_compile_pays_back_only_on_long_runs():
     assert compile_pays_back(0.02, steps_left=100_000)[0]  # 400 s saved against a 72 s compile
     paid, why = compile_pays_back(0.02, steps_left=3000)  # 12 s saved against 72 s
     assert not paid and "3000 steps left" in why and "72 s" in why
-    # a very fast step: the compile time's floor decides (3.5 s saved against the floor)
+    # a very fast step: the compile time's floor decides (2 s saved against the floor)
     paid, why = compile_pays_back(1e-4, steps_left=100_000)
     assert not paid and f"{MIN_COMPILE_SECONDS:.0f} s" in why
 
