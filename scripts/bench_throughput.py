@@ -40,9 +40,9 @@ synthetic 6-D set (:func:`synthetic_6d`, a fixed nonlinear map of a Gaussian) by
 and bf16 with ``--precision``) and by an nflows loop of the same architecture, with the same Adam
 (lr 5e-4; ``--ttq-schedule cosine`` anneals it to 0 over the run), batches and initial seed, in
 interleaved chunks of ``--ttq-chunk`` steps; the validation NLL (10,000 held-out points, fp32, off
-the clock) after every chunk. It prints the training wall
-time until the validation NLL first reaches ``--ttq-target`` (null if not within ``--ttq-steps``) and
-the final validation NLL of the fixed-length run.
+the clock) after every chunk. It prints the training wall time until the validation NLL first
+reaches ``--ttq-target`` (null if not within ``--ttq-steps``) and the final validation NLL of the
+fixed-length run.
 """
 from __future__ import annotations
 
